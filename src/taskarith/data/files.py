@@ -1,0 +1,128 @@
+"""User tasks from a small labelled CSV or JSON(L) file, split by the same protocol as the built-in tasks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import TaskarithError
+from .corpora import dedupe, tidy
+from .registry import TaskData, make_task
+
+CSV_SUFFIXES = (".csv",)
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+def _label_string(path: Path, where: str, value: object) -> str:
+    if isinstance(value, (str, int, float, bool)) and str(value).strip():
+        return str(value).strip()
+    raise TaskarithError(f"{path} {where}: label {value!r} is empty or not a string or number")
+
+
+def _text_string(path: Path, where: str, value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TaskarithError(f"{path} {where}: text {value!r} is not a string")
+    return value
+
+
+def _missing_column(path: Path, column: str, found: Sequence[str]) -> TaskarithError:
+    return TaskarithError(f"{path}: no column {column!r}; found: {', '.join(map(repr, found)) or 'none'}")
+
+
+def _read_csv(path: Path, content: str, text_column: str, label_column: str) -> list[tuple[str, str]]:
+    reader = csv.DictReader(io.StringIO(content))
+    found = reader.fieldnames or []
+    for column in (text_column, label_column):
+        if column not in found:
+            raise _missing_column(path, column, found)
+    # line_num counts physical lines read so far, so a row's message names its last line.
+    return [(_text_string(path, f"line {reader.line_num}", row[text_column]),
+             _label_string(path, f"line {reader.line_num}", row[label_column]))
+            for row in reader]
+
+
+def _json_records(path: Path, content: str) -> list[tuple[str, object]]:
+    """(where, record) pairs from a JSON array of objects or from JSON lines."""
+    if content.lstrip().startswith("["):
+        try:
+            records = json.loads(content)
+        except json.JSONDecodeError as e:
+            raise TaskarithError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+        return [(f"record {n}", record) for n, record in enumerate(records, 1)]
+    pairs = []
+    for n, raw in enumerate(content.splitlines(), 1):
+        if raw.strip():
+            try:
+                pairs.append((f"line {n}", json.loads(raw)))
+            except json.JSONDecodeError as e:
+                raise TaskarithError(f"{path} line {n}: not valid JSON ({e.msg})") from None
+    return pairs
+
+
+def _read_json(path: Path, content: str, text_column: str, label_column: str) -> list[tuple[str, str]]:
+    rows = []
+    for where, record in _json_records(path, content):
+        if not isinstance(record, dict):
+            raise TaskarithError(f"{path} {where}: expected a JSON object, got {type(record).__name__}")
+        for column in (text_column, label_column):
+            if column not in record:
+                raise _missing_column(path, column, list(record))
+        rows.append((_text_string(path, where, record[text_column]),
+                     _label_string(path, where, record[label_column])))
+    return rows
+
+
+def read_labelled(path: str | os.PathLike, text_column: str = "text",
+                  label_column: str = "label") -> tuple[list[str], list[str]]:
+    """(texts, label strings) from a CSV with a header row, JSON lines, or a JSON array of objects,
+    cleaned like the built-in corpora."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + JSON_SUFFIXES:
+        raise TaskarithError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .jsonl or .json")
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise TaskarithError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise TaskarithError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
+    read = _read_csv if suffix in CSV_SUFFIXES else _read_json
+    rows = read(path, content, text_column, label_column)
+    return dedupe([tidy(text) for text, _ in rows], [label for _, label in rows])
+
+
+def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(templates, str) or not templates:
+        raise TaskarithError(f"templates = {templates!r}: expected a non-empty list of strings")
+    for template in templates:
+        if not isinstance(template, str) or template.count("{}") != 1:
+            raise TaskarithError(f"template {template!r}: expected a string with exactly one '{{}}'")
+    return tuple(templates)
+
+
+def load_file_task(path: str | os.PathLike, *, name: str | None = None, text_column: str = "text",
+                   label_column: str = "label", templates: Sequence[str] | None = None, seed: int = 0,
+                   test_fraction: float = 0.2, val_fraction: float = 0.1, val_cap: int | None = 1000,
+                   caps: dict[str, int] | None = None) -> TaskData:
+    """A task from a labelled file: class names are the sorted distinct label strings, and the default
+    prompt is the bare class name ("{}.")."""
+    templates = _check_templates(("{}.",) if templates is None else templates)
+    texts, label_strings = read_labelled(path, text_column, label_column)
+    class_names = tuple(sorted(set(label_strings)))
+    if len(class_names) < 2:
+        raise TaskarithError(
+            f"{path}: found {len(class_names)} distinct label(s) {list(class_names)} in column "
+            f"{label_column!r}; expected at least 2 classes"
+        )
+    index = {c: i for i, c in enumerate(class_names)}
+    return make_task(name or Path(path).stem, class_names, templates, texts, [index[s] for s in label_strings],
+                     seed=seed, test_fraction=test_fraction, val_fraction=val_fraction, val_cap=val_cap,
+                     caps=caps)

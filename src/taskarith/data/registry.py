@@ -1,0 +1,238 @@
+"""The built-in text-classification tasks and the split protocol shared by all tasks.
+
+Protocol: test is the shipped test part where a corpus has one, else a stratified `test_fraction` of the
+corpus; validation is a stratified `val_fraction` of the rest (at most `val_cap`). Both use SPLIT_SEED, so
+they are the same for every training seed. Caps then shrink each split, stratified; only the train cap
+depends on the training seed. Validation is only for choosing the scaling coefficient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import fetch
+from ..errors import TaskarithError
+from . import corpora
+from .splits import held_count, stratified_cap, stratified_sample, stratified_split
+
+SPLIT_SEED = 1234  # fixed: test and validation never depend on the training seed
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    description: str
+    archive: str  # key in fetch.ARCHIVES
+    source: str  # "archive:member", for humans
+    class_names: tuple[str, ...]  # natural-language names, as they appear in prompts
+    templates: tuple[str, ...]  # prompt templates, each with one "{}" for the class name
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    labels: list[int]
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise TaskarithError(f"split has {len(self.texts)} texts but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class TaskData:
+    name: str
+    class_names: tuple[str, ...]
+    templates: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    available: dict[str, int] | None = None  # split sizes before caps; None means no caps were applied
+    caps: dict[str, int | None] | None = None
+
+    def __post_init__(self) -> None:
+        for part in SPLITS:
+            bad = [lab for lab in getattr(self, part).labels if not 0 <= lab < len(self.class_names)]
+            if bad:
+                raise TaskarithError(
+                    f"task {self.name}: {part} label {bad[0]!r} is outside the class list "
+                    f"(expected 0..{len(self.class_names) - 1})"
+                )
+
+    def sizes(self) -> dict:
+        now = {part: len(getattr(self, part)) for part in SPLITS}
+        return {**now, "available": dict(self.available or now),
+                "caps": dict(self.caps or dict.fromkeys(SPLITS))}
+
+
+def _spec(name: str, description: str, class_names: Sequence[str], templates: Sequence[str]) -> TaskSpec:
+    archive, member = corpora.SOURCES[name]
+    return TaskSpec(name, description, archive, f"{archive}:{member}", tuple(class_names), tuple(templates))
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec("bbc", "BBC news articles by topic",
+              ("business", "entertainment", "politics", "sport", "technology"),
+              ("A news article about {}.", "This BBC story is about {}.")),
+        _spec("tweets", "sentiment of tweets (airlines, driverless cars, news topics)",
+              ("negative", "neutral", "positive"),
+              ("A tweet with {} sentiment.", "The sentiment of this tweet is {}.")),
+        _spec("mr", "Rotten Tomatoes review snippets: fresh (positive) vs rotten (negative)",
+              ("negative", "positive"),
+              ("A {} movie review.", "The critic's opinion of this film is {}.")),
+        _spec("subj", "subjective review snippets vs objective plot-synopsis sentences",
+              ("objective", "subjective"),
+              ("This sentence is {}.", "The writing here is {}.")),
+        _spec("trec", "TREC question type by expected answer",
+              ("abbreviation", "description", "entity", "person", "location", "number"),
+              ("The answer to this question is a kind of {}.", "Question type: {}.")),
+        _spec("sms", "SMS messages: spam vs legitimate",
+              ("not spam", "spam"),
+              ("This text message is {}.", "An SMS that is {}.")),
+        _spec("20ng", "20 Newsgroups posts by newsgroup (lowercased, shipped train/test)",
+              ("atheism", "computer graphics", "microsoft windows", "pc hardware", "mac hardware",
+               "the x window system", "things for sale", "cars", "motorcycles", "baseball", "hockey",
+               "cryptography", "electronics", "medicine", "space", "christianity", "guns",
+               "middle east politics", "politics", "religion"),
+              ("A newsgroup post about {}.", "A discussion about {}.")),
+        _spec("hedge", "CoNLL-2010 sentences: certain vs hedged (uncertain) statements",
+              ("certain", "uncertain"),
+              ("This statement is {}.", "The writer is {} about this claim.")),
+    )
+}
+
+
+def _check_name(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise TaskarithError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def _check_fraction(what: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise TaskarithError(f"{what} = {value!r}: expected a number strictly between 0 and 1")
+
+
+def _check_count(what: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise TaskarithError(f"{what} = {value!r}: expected a whole number >= 1")
+
+
+def _check_args(seed: int, test_fraction: float, val_fraction: float, val_cap: int | None,
+                caps: dict[str, int] | None) -> dict[str, int | None]:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TaskarithError(f"seed = {seed!r}: expected a whole number >= 0")
+    _check_fraction("test_fraction", test_fraction)
+    _check_fraction("val_fraction", val_fraction)
+    if val_cap is not None:
+        _check_count("val_cap", val_cap)
+    caps = dict(caps or {})
+    unknown = sorted(set(caps) - set(SPLITS))
+    if unknown:
+        raise TaskarithError(f"caps key {unknown[0]!r}: expected one of {', '.join(SPLITS)}")
+    for part, cap in caps.items():
+        if cap is not None:
+            _check_count(f"caps[{part!r}]", cap)
+    return {part: caps.get(part) for part in SPLITS}
+
+
+def _take(texts: Sequence[str], labels: Sequence[int], idx: np.ndarray) -> Split:
+    return Split([texts[i] for i in idx], [int(labels[i]) for i in idx])
+
+
+def split_off_test(labels: Sequence[int], test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(pool_idx, test_idx) for a corpus without a shipped test part: fixed by SPLIT_SEED."""
+    return stratified_split(labels, test_fraction, SPLIT_SEED)
+
+
+def make_task(name: str, class_names: Sequence[str], templates: Sequence[str],
+              texts: Sequence[str], labels: Sequence[int],
+              test: tuple[Sequence[str], Sequence[int]] | None = None, *, seed: int = 0,
+              test_fraction: float = 0.2, val_fraction: float = 0.1, val_cap: int | None = 1000,
+              caps: dict[str, int] | None = None) -> TaskData:
+    """Split a labelled corpus by the protocol in this module's docstring; `test` is a shipped test part."""
+    caps = _check_args(seed, test_fraction, val_fraction, val_cap, caps)
+    if test is None:
+        pool_idx, test_idx = split_off_test(labels, test_fraction)
+        pool = _take(texts, labels, pool_idx)
+        test_split = _take(texts, labels, test_idx)
+    else:
+        pool = Split(list(texts), [int(lab) for lab in labels])
+        test_split = Split(list(test[0]), [int(lab) for lab in test[1]])
+    n_val = held_count(len(pool), val_fraction)
+    if val_cap is not None:
+        n_val = min(n_val, val_cap)
+    val_idx = stratified_sample(pool.labels, n_val, SPLIT_SEED, leave_one=True)
+    train_idx = np.setdiff1d(np.arange(len(pool)), val_idx, assume_unique=True)
+    parts = {"train": _take(pool.texts, pool.labels, train_idx),
+             "val": _take(pool.texts, pool.labels, val_idx),
+             "test": test_split}
+    available = {part: len(split) for part, split in parts.items()}
+    for part, cap in caps.items():
+        if cap is not None:
+            split = parts[part]
+            # Only the training subset varies with the seed; val and test stay fixed across seeds.
+            keep = stratified_cap(split.labels, cap, seed if part == "train" else SPLIT_SEED)
+            parts[part] = _take(split.texts, split.labels, keep)
+    for part, split in parts.items():
+        if len(split) == 0:
+            raise TaskarithError(
+                f"task {name}: the {part} split is empty ({len(texts)} examples in all); "
+                f"expected more examples or larger fractions/caps"
+            )
+    return TaskData(name, tuple(class_names), tuple(templates), parts["train"], parts["val"], parts["test"],
+                    available, caps)
+
+
+def load_task(name: str, *, seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.1,
+              val_cap: int | None = 1000, caps: dict[str, int] | None = None) -> TaskData:
+    """A built-in task, split by the protocol; the corpus is fetched and parsed on first use."""
+    spec = _check_name(name)
+    _check_args(seed, test_fraction, val_fraction, val_cap, caps)  # fail before any download
+    corpus = corpora.load_corpus(name)
+    test = None if corpus.test_texts is None else (corpus.test_texts, corpus.test_labels)
+    return make_task(name, spec.class_names, spec.templates, corpus.texts, corpus.labels, test, seed=seed,
+                     test_fraction=test_fraction, val_fraction=val_fraction, val_cap=val_cap, caps=caps)
+
+
+def _archive_present(key: str) -> bool:
+    return (fetch.cache_dir() / "archives" / fetch.ARCHIVES[key].filename).exists()
+
+
+def _available_sizes(name: str, test_fraction: float = 0.2) -> tuple[int | None, int | None]:
+    """(examples after clean-up, default test size) from the parsed cache or an already fetched archive;
+    (None, None) rather than a download."""
+    corpus = corpora.read_cache(name)
+    if corpus is None:
+        if not _archive_present(TASKS[name].archive):
+            return None, None
+        corpus = corpora.load_corpus(name)
+    if corpus.test_texts is not None:
+        return len(corpus.texts) + len(corpus.test_texts), len(corpus.test_texts)
+    return len(corpus.texts), len(split_off_test(corpus.labels, test_fraction)[1])
+
+
+def describe_tasks() -> list[dict]:
+    """One row per built-in task for `taskarith tasks`: name, description, classes, available (examples
+    after clean-up), test (default test size), source. Sizes are None until the task's archive is fetched."""
+    rows = []
+    for spec in TASKS.values():
+        available, test = _available_sizes(spec.name)
+        rows.append({"name": spec.name, "description": spec.description, "classes": list(spec.class_names),
+                     "available": available, "test": test, "source": spec.source})
+    return rows
+
+
+def fetch_tasks(names: list[str] | None = None) -> list[Path]:
+    """Fetch and verify the archives behind these tasks (all when None); one path per distinct archive."""
+    specs = [_check_name(n) for n in (list(TASKS) if names is None else names)]
+    archives = list(dict.fromkeys(spec.archive for spec in specs))
+    return [fetch.fetch(key) for key in archives]
