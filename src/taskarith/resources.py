@@ -1,0 +1,63 @@
+"""Peak memory of a piece of work: process peak RSS on CPU, the CUDA allocator's peak on GPU."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+
+def _status_kib(field: str) -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark of this process (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss() -> int:
+    """This process's resident-set high-water mark in bytes (since the last reset)."""
+    hwm = _status_kib("VmHWM")
+    if hwm:
+        return hwm * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _Peak:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.kind = "cuda_max_allocated" if self.cuda else "process_peak_rss"
+        self.peak = 0
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        elif not reset_peak_rss():
+            self.kind = "process_peak_rss_since_start"
+
+    def sample(self) -> None:
+        now = torch.cuda.max_memory_allocated(self.device) if self.cuda else peak_rss()
+        self.peak = max(self.peak, now)
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[_Peak]:
+    """Track the peak of the block; `.sample()` may be called inside to read it early."""
+    tracker = _Peak(device)
+    yield tracker
+    tracker.sample()

@@ -1,0 +1,201 @@
+"""Task vectors τ = θ_t − θ0 over the trained parameters: safetensors with JSON metadata, arithmetic,
+cosine similarity, and application to the base (a linear τ to the linearized model, others in place)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import torch
+
+from . import __version__
+from .atomic import save_safetensors
+from .errors import TaskarithError
+from .models.base import Family
+
+SCHEMA_VERSION = 1
+_META_KEY = "taskarith"
+
+
+@dataclass
+class TaskVector:
+    tensors: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+    # --- identity -------------------------------------------------------------------------------
+    @property
+    def linear(self) -> bool:
+        """A linear τ lives in the tangent space and applies to the linearized model."""
+        return self.meta.get("paradigm") == "linear"
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tensors)
+
+    def label(self) -> str:
+        return f"{self.meta.get('task', '?')}/{self.meta.get('paradigm', '?')}"
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def between(cls, finetuned: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor], meta: dict) -> "TaskVector":
+        """τ = θ_t − θ0 over the names of `finetuned`."""
+        missing = [n for n in finetuned if n not in base]
+        if missing:
+            raise TaskarithError(f"base has no parameter {missing[0]!r}")
+        return cls({n: (finetuned[n].detach() - base[n].detach()).clone() for n in finetuned}, dict(meta))
+
+    # --- arithmetic ----------------------------------------------------------------------------
+    def _check_compatible(self, other: "TaskVector") -> None:
+        if self.meta.get("base_hash") != other.meta.get("base_hash"):
+            raise TaskarithError(
+                f"task vectors {self.label()} and {other.label()} come from different bases "
+                f"({self.meta.get('base_model')} {str(self.meta.get('base_hash'))[:12]} vs "
+                f"{other.meta.get('base_model')} {str(other.meta.get('base_hash'))[:12]})"
+            )
+        if self.linear != other.linear:
+            raise TaskarithError(f"cannot combine linear and non-linear task vectors ({self.label()}, {other.label()})")
+        if self.tensors.keys() != other.tensors.keys():
+            extra = sorted(set(self.tensors) ^ set(other.tensors))[0]
+            raise TaskarithError(f"task vectors {self.label()} and {other.label()} differ in parameter {extra!r}")
+        for n, t in self.tensors.items():
+            if t.shape != other.tensors[n].shape:
+                raise TaskarithError(
+                    f"{n}: shape {tuple(t.shape)} in {self.label()} vs {tuple(other.tensors[n].shape)} in {other.label()}"
+                )
+
+    def _combined_meta(self, other: "TaskVector", op: str) -> dict:
+        meta = dict(self.meta)
+        meta["task"] = f"{self.meta.get('task')}{op}{other.meta.get('task')}"
+        return meta
+
+    def __add__(self, other: "TaskVector | int") -> "TaskVector":
+        if isinstance(other, int) and other == 0:  # lets sum() start from 0
+            return self
+        self._check_compatible(other)
+        return TaskVector({n: t + other.tensors[n] for n, t in self.tensors.items()}, self._combined_meta(other, "+"))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: "TaskVector") -> "TaskVector":
+        self._check_compatible(other)
+        return TaskVector({n: t - other.tensors[n] for n, t in self.tensors.items()}, self._combined_meta(other, "-"))
+
+    def __mul__(self, coef: float) -> "TaskVector":
+        if not isinstance(coef, (int, float)):
+            return NotImplemented
+        return replace(self, tensors={n: t * coef for n, t in self.tensors.items()})
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "TaskVector":
+        return self * -1.0
+
+    def dot(self, other: "TaskVector") -> float:
+        shared = [n for n in self.tensors if n in other.tensors and self.tensors[n].shape == other.tensors[n].shape]
+        return float(sum(torch.sum(self.tensors[n].double() * other.tensors[n].double()) for n in shared))
+
+    def norm(self, names: Sequence[str] | None = None) -> float:
+        names = self.names if names is None else names
+        return math.sqrt(float(sum(torch.sum(self.tensors[n].double() ** 2) for n in names)))
+
+    def cosine(self, other: "TaskVector") -> float:
+        """Cosine similarity over the parameters both vectors share."""
+        shared = [n for n in self.tensors if n in other.tensors and self.tensors[n].shape == other.tensors[n].shape]
+        if not shared:
+            raise TaskarithError(f"task vectors {self.label()} and {other.label()} share no parameter")
+        denom = self.norm(shared) * other.norm(shared)
+        return self.dot(other) / denom if denom > 0 else 0.0
+
+    def numel(self) -> int:
+        return sum(t.numel() for t in self.tensors.values())
+
+    # --- base checks and application ------------------------------------------------------------
+    def check_base(self, family: Family) -> None:
+        params = family.named_weights()
+        for n, t in self.tensors.items():
+            if n not in params:
+                raise TaskarithError(f"task vector {self.label()} has parameter {n!r}, which {family.model_id} lacks")
+            if params[n].shape != t.shape:
+                raise TaskarithError(
+                    f"{n}: task vector shape {tuple(t.shape)} vs {tuple(params[n].shape)} in {family.model_id}"
+                )
+        got = family.fingerprint(self.names)
+        if got != self.meta.get("base_hash"):
+            raise TaskarithError(
+                f"task vector {self.label()} was made on {self.meta.get('base_model')} "
+                f"(θ0 hash {str(self.meta.get('base_hash'))[:12]}), not on {family.model_id} (θ0 hash {got[:12]})"
+            )
+
+    # --- files ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        meta = {"schema": SCHEMA_VERSION, "taskarith_version": __version__, **self.meta}
+        save_safetensors(path, self.tensors, {_META_KEY: json.dumps(meta, sort_keys=True)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TaskVector":
+        from .tensor_files import read_safetensors
+
+        tensors, header = read_safetensors(path)
+        if _META_KEY not in header:
+            raise TaskarithError(f"{path}: not a taskarith task vector (no '{_META_KEY}' metadata)")
+        try:
+            meta = json.loads(header[_META_KEY])
+        except json.JSONDecodeError as e:
+            raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({e.msg})") from e
+        if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
+            got = meta.get("schema") if isinstance(meta, dict) else None
+            raise TaskarithError(f"{path}: task-vector schema {got!r} is not supported (expected {SCHEMA_VERSION})")
+        for n, t in tensors.items():
+            if not torch.isfinite(t).all():
+                raise TaskarithError(f"{path}: tensor {n!r} holds NaN or Inf")
+        return cls(tensors, meta)
+
+
+def combine(terms: Sequence[tuple[TaskVector, float]]) -> dict[str, torch.Tensor]:
+    """Σ α_t τ_t as a plain tensor dict (names must agree)."""
+    first = terms[0][0]
+    for tv, _ in terms[1:]:
+        first._check_compatible(tv)
+    out = {n: torch.zeros_like(t) for n, t in first.tensors.items()}
+    for tv, coef in terms:
+        torch._foreach_add_(list(out.values()), list(tv.tensors.values()), alpha=coef)
+    return out
+
+
+@contextlib.contextmanager
+def applied_in_place(family: Family, delta: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """θ0 + δ written into the module's own tensors, restored bit-exactly on exit."""
+    params = family.named_weights()
+    names = list(delta)
+    targets = [params[n].data for n in names]
+    saved = [t.clone() for t in targets]
+    try:
+        with torch.no_grad():
+            torch._foreach_add_(targets, [delta[n].to(t.dtype) for n, t in zip(names, targets)])
+        yield
+    finally:
+        with torch.no_grad():
+            for t, s in zip(targets, saved):
+                t.copy_(s)
+
+
+@contextlib.contextmanager
+def model_at(family: Family, terms: Sequence[tuple[TaskVector, float]]) -> Iterator:
+    """Yield f(·; θ0 + Σ α τ) as a function of a batch: linearized for linear vectors, in place otherwise."""
+    from .finetune.linearize import base_params, linearized_represent
+
+    if not terms:
+        yield family.represent
+        return
+    delta = combine(terms)
+    if terms[0][0].linear:
+        theta0 = base_params(family, list(delta))
+        yield lambda batch: linearized_represent(family, batch, theta0, delta)
+    else:
+        with applied_in_place(family, delta):
+            yield family.represent
+

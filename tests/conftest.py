@@ -1,0 +1,68 @@
+"""Tiny random-initialised models built from configs, so unit tests run in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+WORDS = ("what who where when how many is the a of city river name year big small good bad movie film "
+         "great awful spam free win prize call now hello meet lunch today sport game team").split()
+
+
+def tiny_tokenizer(tmp_path_factory):
+    from transformers import BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "?", ".", *WORDS]
+    vocab = {w: i for i, w in enumerate(words)}
+    try:
+        tok = BertTokenizerFast(vocab=vocab)
+    except TypeError:  # transformers 4 takes a vocab file only
+        folder = tmp_path_factory.mktemp("vocab")
+        (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+        tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    assert tok("city")["input_ids"][1] == vocab["city"]
+    return tok
+
+
+def tiny_bert_config(vocab_size: int = 64):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0)
+
+
+def make_tiny_encoder(tokenizer, seed: int = 0, dtype=torch.float32):
+    from transformers import BertModel
+
+    from taskarith.models import TextEncoder
+
+    torch.manual_seed(seed)
+    config = tiny_bert_config(len(tokenizer))
+    config._attn_implementation = "eager"
+    net = BertModel(config, add_pooling_layer=False).to(dtype)
+    return TextEncoder.from_module(net, tokenizer, model_id=f"tiny-bert-seed{seed}", max_length=16)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    return tiny_tokenizer(tmp_path_factory)
+
+
+@pytest.fixture
+def encoder(tokenizer):
+    return make_tiny_encoder(tokenizer)
+
+
+@pytest.fixture
+def toy_task():
+    """Two separable classes made of disjoint words."""
+    a = ["what city river name", "where is the river", "what name of the city", "where city big"]
+    b = ["free prize win now", "call now win free", "win a prize now", "free call spam win"]
+    texts = (a + b) * 3
+    labels = ([0] * 4 + [1] * 4) * 3
+    return texts, labels, ("city", "spam"), ("{}.",)
