@@ -66,3 +66,47 @@ def toy_task():
     texts = (a + b) * 3
     labels = ([0] * 4 + [1] * 4) * 3
     return texts, labels, ("city", "spam"), ("{}.",)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A tiny random BERT saved in HF format, loadable by name like any local checkpoint."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    enc = make_tiny_encoder(tokenizer)
+    enc.net.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_csv_task(path, rows):
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def csv_tasks(tmp_path_factory):
+    """Two small labelled file tasks over the tiny vocabulary."""
+    import random
+
+    folder = tmp_path_factory.mktemp("tasks")
+    rng = random.Random(0)
+    place = "what who where city river name big small".split()
+    spam = "free win prize call now spam".split()
+    good = "good great movie film".split()
+    bad = "bad awful small movie".split()
+
+    def rows(groups):
+        out = []
+        for label, words in groups:
+            for _ in range(40):
+                out.append((" ".join(rng.choice(words) for _ in range(5)) + f" {rng.randint(0, 9)}", label))
+        return out
+
+    a = write_csv_task(folder / "places.csv", rows([("city", place), ("spam", spam)]))
+    b = write_csv_task(folder / "reviews.csv", rows([("good", good), ("bad", bad)]))
+    return [str(a), str(b)]

@@ -26,14 +26,34 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     _state["debug"] = debug
 
 
-def _load_task(task: str, seed: int, caps: dict | None = None):
-    from .data import TASKS, load_file_task, load_task
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Experiment config (YAML)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.steps=50."),
+    seeds: Optional[int] = typer.Option(None, help="Repeat fine-tuning with this many seeds (mean ± std)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default runs/NAME)."),
+) -> None:
+    """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
+    from .config import load_config
+    from .report import write_report
+    from .run import run_experiment
 
-    if task in TASKS:
-        return load_task(task, seed=seed, caps=caps)
-    if Path(task).suffix.lower() in (".csv", ".jsonl", ".json"):
-        return load_file_task(Path(task), seed=seed, caps=caps)
-    raise TaskarithError(f"unknown task {task!r}; known: {', '.join(TASKS)}, or a path to a .csv/.jsonl file")
+    cfg = load_config(config, set_)
+    if seeds is not None and seeds < 1:
+        raise TaskarithError(f"--seeds must be at least 1, got {seeds}")
+    run_dir = out or Path("runs") / cfg.name
+    results = run_experiment(cfg, run_dir, seeds=seeds)
+    report = write_report(run_dir)
+    typer.echo(f"results: {results}")
+    typer.echo(f"report:  {report}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run folder holding results.json.")) -> None:
+    """Regenerate report.md and its figures from results.json alone."""
+    from .report import write_report
+
+    typer.echo(str(write_report(run_dir)))
 
 
 @app.command()
@@ -56,7 +76,9 @@ def finetune(
 
     cfg = load_config(config, set_)
     par = resolve_paradigm(paradigm, preset)
-    data = _load_task(task, cfg.train.seed, {"train": max_train} if max_train else None)
+    from .data import resolve_task
+
+    data = resolve_task(task, seed=cfg.train.seed, caps={"train": max_train} if max_train else None)
     family = load_family(cfg.model.family, cfg.model.name, max_length=cfg.model.max_length)
     head = zero_shot_head(family, data.class_names, data.templates)
     out = out or Path("runs") / "finetune" / data.name / par.name
@@ -115,8 +137,11 @@ def data_fetch(names: List[str] = typer.Argument(None, help="Tasks to fetch (all
 def main() -> None:
     import torch
 
+    from transformers.utils import logging as hf_logging
+
     # denormal floats slow CPU kernels several-fold and carry no signal at these scales
     torch.set_flush_denormal(True)
+    hf_logging.set_verbosity_error()
     try:
         app()
     except TaskarithError as e:

@@ -51,6 +51,9 @@ class TextEncoder(Family):
         self.net = _load_pretrained(AutoModel, path, "encoder", attn_implementation="eager", dtype=dtype)
         if not hasattr(self.net.config, "hidden_size") or self.net.config.is_encoder_decoder:
             raise TaskarithError(f"{model}: {type(self.net).__name__} is not a supported text encoder")
+        # mean pooling never reads the pooler; left in, it would count as trainable and decay to zero
+        if getattr(self.net, "pooler", None) is not None:
+            self.net.pooler = None
         self.net.eval()
 
     @classmethod
@@ -58,6 +61,8 @@ class TextEncoder(Family):
         """Wrap an already built module (tests build tiny random ones from configs)."""
         self = cls.__new__(cls)
         self.model_id, self.max_length, self.tokenizer, self.net = model_id, max_length, tokenizer, net
+        if getattr(net, "pooler", None) is not None:
+            net.pooler = None
         net.eval()
         return self
 

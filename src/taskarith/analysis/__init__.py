@@ -1,0 +1,1 @@
+"""The paper's analyses: each a function that returns data for results.json."""

@@ -1,0 +1,128 @@
+"""Accuracy, normalized accuracy, α search on validation, and task negation.
+
+Everything is scored through `sweep`: many coefficient combinations of a set of task vectors over one
+evaluation set. A linearized model is affine in its coefficients, so for linear vectors each batch costs
+f(x; θ0) plus one JVP per vector, whatever the number of combinations; non-linear vectors are applied in
+place once per combination, with no model copies and no reloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.func import jvp
+
+from .models.base import Batch, Family
+from .vectors import TaskVector, applied_in_place, combine
+
+
+@dataclass
+class EvalSet:
+    """A split tokenized once, in length-sorted batches with dynamic padding."""
+
+    batches: list[Batch]
+    labels: list[torch.Tensor]
+
+    @property
+    def size(self) -> int:
+        return sum(len(y) for y in self.labels)
+
+
+def make_evalset(family: Family, inputs: Sequence, labels: Sequence[int], batch_size: int) -> EvalSet:
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]) if isinstance(inputs[i], str) else 0)
+    device = next(family.net.parameters()).device
+    batches, ys = [], []
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batches.append({k: v.to(device) for k, v in family.collate([inputs[i] for i in idx]).items()})
+        ys.append(torch.as_tensor([labels[i] for i in idx], dtype=torch.long))
+    return EvalSet(batches, ys)
+
+
+Reducer = Callable[[int, int, torch.Tensor], None]  # (combination, batch, representation)
+
+
+def sweep(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]], evalset: EvalSet,
+          reduce: Reducer) -> None:
+    """Call `reduce` with f(x; θ0 + Σ_t c_t τ_t) for every combination c and batch."""
+    if not vectors or all(tv.linear for tv in vectors):
+        _sweep_affine(family, vectors, combos, evalset, reduce)
+    elif any(tv.linear for tv in vectors):
+        raise ValueError("cannot mix linear and non-linear task vectors in one sweep")
+    else:
+        _sweep_in_place(family, vectors, combos, evalset, reduce)
+
+
+def _sweep_affine(family, vectors, combos, evalset, reduce) -> None:
+    params = family.named_weights()
+    with torch.no_grad():
+        for b, batch in enumerate(evalset.batches):
+            f0 = family.represent(batch)
+            tangents = []
+            for tv in vectors:
+                theta0 = {n: params[n].detach() for n in tv.names}
+                _, tangent = jvp(lambda p: family.represent(batch, p), (theta0,), (tv.tensors,))
+                tangents.append(tangent)
+            for c, coefs in enumerate(combos):
+                rep = f0.clone()
+                for coef, tangent in zip(coefs, tangents):
+                    if coef:
+                        rep.add_(tangent, alpha=coef)
+                reduce(c, b, rep)
+
+
+def _sweep_in_place(family, vectors, combos, evalset, reduce) -> None:
+    with torch.inference_mode():
+        for c, coefs in enumerate(combos):
+            delta = combine(list(zip(vectors, coefs)))
+            with applied_in_place(family, delta):
+                for b, batch in enumerate(evalset.batches):
+                    reduce(c, b, family.represent(batch))
+
+
+def accuracies(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
+               evalset: EvalSet, head: torch.Tensor) -> np.ndarray:
+    """Accuracy of the head on `evalset` for each coefficient combination."""
+    correct = np.zeros(len(combos))
+
+    def count(c: int, b: int, rep: torch.Tensor) -> None:
+        pred = family.logits(rep, head).argmax(-1).cpu()
+        correct[c] += (pred == evalset.labels[b]).sum().item()
+
+    sweep(family, vectors, combos, evalset, count)
+    return correct / max(evalset.size, 1)
+
+
+def accuracy(family: Family, evalset: EvalSet, head: torch.Tensor,
+             terms: Sequence[tuple[TaskVector, float]] = ()) -> float:
+    vectors = [tv for tv, _ in terms]
+    return float(accuracies(family, vectors, [[c for _, c in terms]], evalset, head)[0])
+
+
+# --- the paper's protocol, as pure functions over accuracies -------------------------------------
+
+def normalized_accuracy(unified: dict[str, float], individual: dict[str, float]) -> float:
+    """Mean over tasks of unified/individual, computed task by task."""
+    return float(np.mean([unified[t] / individual[t] if individual[t] > 0 else 0.0 for t in unified]))
+
+
+def absolute_accuracy(unified: dict[str, float]) -> float:
+    return float(np.mean(list(unified.values())))
+
+
+def choose_alpha(alphas: Sequence[float], val_scores: Sequence[float]) -> float:
+    """The α with the best validation score; ties go to the smallest α."""
+    return float(alphas[int(np.argmax(np.asarray(val_scores)))])
+
+
+def choose_negation_alpha(alphas: Sequence[float], target: Sequence[float], control: Sequence[float],
+                          pretrained_control: float, keep: float = 0.95) -> float:
+    """The α that lowers target accuracy most while control stays >= keep × pre-trained control."""
+    allowed = [i for i, c in enumerate(control) if c >= keep * pretrained_control]
+    if not allowed:
+        return 0.0
+    best = min(allowed, key=lambda i: (target[i], alphas[i]))
+    return float(alphas[best])

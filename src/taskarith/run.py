@@ -1,0 +1,231 @@
+"""`taskarith run`: config → data and model → fine-tune → task vectors → merge and evaluate → results.json.
+
+Finished task vectors are reused and interrupted fine-tunes resume from their checkpoints, so a run
+started again picks up where it stopped. The report is drawn from results.json alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .atomic import write_json
+from .config import ExperimentConfig
+from .data import TaskData, resolve_task
+from .errors import TaskarithError
+from .evaluate import (EvalSet, absolute_accuracy, accuracies, choose_alpha, choose_negation_alpha,
+                       make_evalset, normalized_accuracy)
+from .finetune.trainer import finetune, resolve_paradigm
+from .models import load_family
+from .models.base import Family
+from .models.heads import zero_shot_head
+from .vectors import TaskVector
+
+RESULTS_SCHEMA = 1
+LABELS = {"nonlinear": "Non-linear", "linear": "NTK linearization", "attention": "Attention-only"}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _alpha_key(alpha: float) -> str:
+    return f"{alpha:g}"
+
+
+class Experiment:
+    """One run folder: the loaded model, tasks, heads and evaluation sets, shared by every stage."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, log=print):
+        self.cfg, self.run_dir, self.progress, self.log = cfg, Path(run_dir), progress, log
+        self.family: Family = load_family(cfg.model.family, cfg.model.name, max_length=cfg.model.max_length)
+        self._data: dict[tuple[str, int], TaskData] = {}
+        self.sources: dict[str, str] = {}  # task name -> its config entry (a name or a file path)
+        for entry in cfg.data.tasks:
+            data = self._load(entry, 0)
+            if data.name in self.sources:
+                raise TaskarithError(f"data.tasks: task {data.name!r} is listed twice")
+            self.sources[data.name] = entry
+            self._data[(data.name, 0)] = data
+        self.tasks = list(self.sources)
+        base = self.data(0)
+        self.heads = {t: zero_shot_head(self.family, base[t].class_names, base[t].templates) for t in self.tasks}
+        bs = cfg.eval.batch_size
+        self.evalsets: dict[str, dict[str, EvalSet]] = {
+            t: {split: make_evalset(self.family, getattr(base[t], split).texts, getattr(base[t], split).labels, bs)
+                for split in ("val", "test")}
+            for t in self.tasks
+        }
+
+    def _load(self, entry: str, seed: int) -> TaskData:
+        d = self.cfg.data
+        return resolve_task(entry, seed=seed, test_fraction=d.test_fraction, val_fraction=d.val_fraction,
+                            val_cap=d.val_cap, caps=dict(d.caps) or None)
+
+    def data(self, seed: int) -> dict[str, TaskData]:
+        """Every task's splits for a seed: test and validation are fixed, the train cap follows the seed."""
+        for t, entry in self.sources.items():
+            if (t, seed) not in self._data:
+                self._data[(t, seed)] = self._load(entry, seed)
+        return {t: self._data[(t, seed)] for t in self.tasks}
+
+    # --- fine-tuning -------------------------------------------------------------------------
+    def vector(self, seed: int, paradigm: str, task: str, preset: str | None = None) -> TaskVector:
+        par = resolve_paradigm(paradigm, preset)
+        label = paradigm if preset is None else f"{paradigm}-{preset}"
+        folder = self.run_dir / "vectors" / f"seed{seed}" / label / task.replace("/", "_")
+        train = self.cfg.train.model_copy(update={"seed": self.cfg.train.seed + seed})
+        path = folder / "vector.safetensors"
+        if path.exists():
+            tv = TaskVector.load(path)
+            if tv.meta.get("train_config") == train.model_dump() and tv.meta.get("preset") == par.preset:
+                tv.check_base(self.family)
+                return tv
+            self.log(f"{path}: made with another training config; training again")
+            path.unlink()
+        data = self.data(seed)[task]
+        return finetune(self.family, data.train.texts, data.train.labels, self.heads[task], par, train, folder,
+                        task=data.name, progress=self.progress)
+
+    # --- evaluation --------------------------------------------------------------------------
+    def _acc(self, vectors, combos, task: str, split: str) -> np.ndarray:
+        return accuracies(self.family, vectors, combos, self.evalsets[task][split], self.heads[task])
+
+    def pretrained(self) -> dict:
+        return {split: {t: float(self._acc([], [[]], t, split)[0]) for t in self.tasks} for split in ("val", "test")}
+
+    def evaluate(self, vectors: dict[str, TaskVector], pretrained: dict) -> dict:
+        alphas = self.cfg.eval.alphas
+        individual = {split: {t: float(self._acc([vectors[t]], [[1.0]], t, split)[0]) for t in self.tasks}
+                      for split in ("val", "test")}
+        ordered = [vectors[t] for t in self.tasks]
+        combos = [[a] * len(ordered) for a in alphas]
+        sweep = {split: {t: self._acc(ordered, combos, t, split) for t in self.tasks} for split in ("val", "test")}
+        curve = {}
+        for i, a in enumerate(alphas):
+            point = {}
+            for split in ("val", "test"):
+                unified = {t: float(sweep[split][t][i]) for t in self.tasks}
+                point[f"{split}_abs"] = absolute_accuracy(unified)
+                point[f"{split}_norm"] = normalized_accuracy(unified, individual[split])
+            curve[_alpha_key(a)] = point
+        alpha = choose_alpha(alphas, [curve[_alpha_key(a)]["val_norm"] for a in alphas])
+        i = alphas.index(alpha)
+        unified_test = {t: float(sweep["test"][t][i]) for t in self.tasks}
+        result = {
+            "individual": individual,
+            "addition": {"alpha": alpha, "curve": curve, "test": unified_test,
+                         "absolute": absolute_accuracy(unified_test),
+                         "normalized": normalized_accuracy(unified_test, individual["test"])},
+        }
+        if self.cfg.eval.negation and len(self.tasks) > 1:
+            result["negation"] = {t: self.negate(vectors[t], t, pretrained) for t in self.tasks}
+        return result
+
+    def negate(self, tv: TaskVector, target: str, pretrained: dict) -> dict:
+        """Ilharco's protocol: θ0 − α τ; α lowers the target most while control keeps >= 95%."""
+        control = self.cfg.eval.negation_control
+        if control is None or control == target:
+            others = [t for t in self.tasks if t != target]
+            control = others[0]
+        alphas = self.cfg.eval.alphas
+        combos = [[-a] for a in alphas]
+        target_val = self._acc([tv], combos, target, "val")
+        control_val = self._acc([tv], combos, control, "val")
+        alpha = choose_negation_alpha(alphas, target_val, control_val, pretrained["val"][control],
+                                      self.cfg.eval.negation_keep)
+        return {
+            "control_task": control,
+            "alpha": alpha,
+            "target": float(self._acc([tv], [[-alpha]], target, "test")[0]),
+            "control": float(self._acc([tv], [[-alpha]], control, "test")[0]),
+            "pretrained_target": pretrained["test"][target],
+            "pretrained_control": pretrained["test"][control],
+        }
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def summarize(seeds: dict[str, dict], tasks: list[str]) -> dict:
+    """Mean and std over seeds of the headline numbers and per-task accuracies."""
+    runs = list(seeds.values())
+    return {
+        "absolute": _mean_std([r["addition"]["absolute"] for r in runs]),
+        "normalized": _mean_std([r["addition"]["normalized"] for r in runs]),
+        "individual": _mean_std([float(np.mean(list(r["individual"]["test"].values()))) for r in runs]),
+        "per_task": {t: {"individual": _mean_std([r["individual"]["test"][t] for r in runs]),
+                         "unified": _mean_std([r["addition"]["test"][t] for r in runs])} for t in tasks},
+    }
+
+
+def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None,
+                   progress: bool = True, log=print) -> Path:
+    """Run everything the config asks for and write results.json; returns its path."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    n_seeds = seeds or cfg.seeds
+    exp = Experiment(cfg, run_dir, progress=progress, log=log)
+    log(f"model {cfg.model.name}; tasks {', '.join(exp.tasks)}; paradigms {', '.join(cfg.paradigms)}; "
+        f"{n_seeds} seed(s)")
+    pretrained = exp.pretrained()
+    timings = {"finetune_seconds": 0.0, "evaluate_seconds": 0.0}
+    paradigms: dict[str, dict] = {}
+    all_vectors: dict[str, dict[int, dict[str, TaskVector]]] = {}
+    for paradigm in cfg.paradigms:
+        entry = {"label": LABELS[paradigm], "preset": resolve_paradigm(paradigm).preset, "seeds": {}}
+        all_vectors[paradigm] = {}
+        for seed in range(n_seeds):
+            t0 = time.perf_counter()
+            vectors = {t: exp.vector(seed, paradigm, t) for t in exp.tasks}
+            t1 = time.perf_counter()
+            log(f"evaluating {paradigm} (seed {seed})")
+            result = exp.evaluate(vectors, pretrained)
+            timings["finetune_seconds"] += t1 - t0
+            timings["evaluate_seconds"] += time.perf_counter() - t1
+            result["training"] = {t: {**tv.meta["training"], "steps": tv.meta["train_config"]["steps"]}
+                                  for t, tv in vectors.items()}
+            result["vectors"] = {t: str(Path("vectors") / f"seed{seed}" / paradigm / t / "vector.safetensors")
+                                 for t in exp.tasks}
+            entry["seeds"][str(seed)] = result
+            all_vectors[paradigm][seed] = vectors
+            entry["selection"] = next(iter(vectors.values())).meta["selection"]
+        entry["summary"] = summarize(entry["seeds"], exp.tasks)
+        paradigms[paradigm] = entry
+        log(f"{LABELS[paradigm]}: absolute {entry['summary']['absolute']['mean']:.1%}, "
+            f"normalized {entry['summary']['normalized']['mean']:.1%}")
+
+    from .analysis.suite import run_analyses
+
+    analysis = run_analyses(exp, all_vectors, paradigms, log=log)
+    timings["total_seconds"] = time.perf_counter() - started
+    results = {
+        "schema": RESULTS_SCHEMA,
+        "taskarith_version": __version__,
+        "git_commit": _git_commit(),
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config": cfg.model_dump(mode="json"),
+        "model": {"family": cfg.model.family, "name": cfg.model.name, "base_hash": exp.family.fingerprint(),
+                  "parameters": sum(p.numel() for p in exp.family.net.parameters())},
+        "seeds": list(range(n_seeds)),
+        "tasks": {t: {"classes": list(d.class_names), "templates": list(d.templates), "sizes": d.sizes()}
+                  for t, d in exp.data(0).items()},
+        "pretrained": pretrained,
+        "paradigms": paradigms,
+        "analysis": analysis,
+        "timings": timings,
+    }
+    path = run_dir / "results.json"
+    write_json(path, results)
+    return path

@@ -1,0 +1,100 @@
+"""The experiment pipeline end to end on a tiny random model and two file tasks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from taskarith.config import validate
+from taskarith.evaluate import choose_alpha, choose_negation_alpha, normalized_accuracy
+from taskarith.run import Experiment, run_experiment
+
+
+def tiny_config(model_dir, tasks, **overrides):
+    tree = {
+        "name": "tiny",
+        "model": {"name": str(model_dir), "max_length": 16},
+        "data": {"tasks": tasks},
+        "train": {"steps": 4, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 2},
+        "eval": {"batch_size": 16},
+    }
+    for key, value in overrides.items():
+        tree[key] = {**tree.get(key, {}), **value}
+    return validate(tree)
+
+
+def test_normalized_accuracy_is_per_task_then_averaged():
+    unified = {"a": 0.5, "b": 0.9}
+    individual = {"a": 1.0, "b": 0.9}
+    # per task: 0.5 and 1.0 -> 0.75; a ratio of means would give 0.7 / 0.95
+    assert normalized_accuracy(unified, individual) == pytest.approx(0.75)
+
+
+def test_choose_alpha_takes_best_validation_score_and_smallest_on_ties():
+    assert choose_alpha([0.0, 0.5, 1.0], [0.1, 0.9, 0.9]) == 0.5
+
+
+def test_negation_rule():
+    alphas = [0.0, 0.5, 1.0, 1.5]
+    target = [0.9, 0.6, 0.3, 0.1]
+    control = [0.80, 0.79, 0.77, 0.70]
+    # 0.95 * 0.80 = 0.76: α = 1.5 drops control too far, α = 1.0 is the strongest allowed
+    assert choose_negation_alpha(alphas, target, control, pretrained_control=0.80) == 1.0
+    assert choose_negation_alpha(alphas, target, [0.1] * 4, pretrained_control=0.80) == 0.0
+
+
+def test_alpha_is_chosen_on_validation_only(tiny_model_dir, csv_tasks, tmp_path):
+    """Scrambling every test label must change test accuracy but never the chosen α."""
+    cfg = tiny_config(tiny_model_dir, csv_tasks)
+    exp = Experiment(cfg, tmp_path, progress=False, log=lambda *_: None)
+    vectors = {t: exp.vector(0, "nonlinear", t) for t in exp.tasks}
+    pre = exp.pretrained()
+    clean = exp.evaluate(vectors, pre)
+    for t in exp.tasks:
+        evalset = exp.evalsets[t]["test"]
+        n_classes = exp.heads[t].shape[0]
+        evalset.labels = [(y + 1) % n_classes for y in evalset.labels]
+    scrambled = exp.evaluate(vectors, pre)
+    assert scrambled["addition"]["alpha"] == clean["addition"]["alpha"]
+    for a, point in clean["addition"]["curve"].items():
+        assert scrambled["addition"]["curve"][a]["val_norm"] == point["val_norm"]
+    assert scrambled["addition"]["test"] != clean["addition"]["test"]
+    for t, neg in clean["negation"].items():
+        assert scrambled["negation"][t]["alpha"] == neg["alpha"]
+
+
+def test_end_to_end_run_and_report(tiny_model_dir, csv_tasks, tmp_path):
+    from taskarith.report import load_results, write_report
+
+    cfg = tiny_config(tiny_model_dir, csv_tasks)
+    path = run_experiment(cfg, tmp_path, seeds=2, progress=False, log=lambda *_: None)
+    results = load_results(path)
+    assert results["schema"] == 1 and results["seeds"] == [0, 1]
+    assert set(results["paradigms"]) == {"nonlinear", "linear", "attention"}
+    for entry in results["paradigms"].values():
+        assert set(entry["seeds"]) == {"0", "1"}
+        for seed in entry["seeds"].values():
+            add = seed["addition"]
+            assert add["alpha"] in cfg.eval.alphas
+            assert 0 <= add["absolute"] <= 1
+            assert add["normalized"] == pytest.approx(
+                normalized_accuracy(add["test"], seed["individual"]["test"]))
+            assert set(seed["negation"]) == {"places", "reviews"}
+    report = write_report(tmp_path)
+    first = report.read_text()
+    (tmp_path / "report.md").unlink()
+    assert write_report(tmp_path).read_text() == first
+    assert "Attention-only" in first
+
+
+def test_rerun_reuses_finished_vectors(tiny_model_dir, csv_tasks, tmp_path):
+    cfg = tiny_config(tiny_model_dir, csv_tasks)
+    run_experiment(cfg, tmp_path, progress=False, log=lambda *_: None)
+    vector = next((tmp_path / "vectors").rglob("vector.safetensors"))
+    stamp = vector.stat().st_mtime_ns
+    first = json.loads((tmp_path / "results.json").read_text())
+    run_experiment(cfg, tmp_path, progress=False, log=lambda *_: None)
+    second = json.loads((tmp_path / "results.json").read_text())
+    assert vector.stat().st_mtime_ns == stamp
+    assert second["paradigms"]["linear"]["summary"] == first["paradigms"]["linear"]["summary"]
