@@ -1,0 +1,168 @@
+"""Assembles report.md from a results dict. Each section appears only when its data is in results.json.
+
+Figures are drawn through the `draw(name, figure_function, *args)` callback, which writes
+figures/<name>.png and returns the path to put in the markdown (relative to report.md); keeping the
+drawing behind a callback lets the sections decide what to show without doing any I/O themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Mapping
+
+from . import figures, tables
+from .tables import label, paradigm_names
+
+Draw = Callable[..., str]
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a task, pair or paradigm name."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)
+
+
+def image(alt: str, path: str) -> str:
+    return f"![{alt}]({path})\n"
+
+
+def header(results: Mapping) -> str:
+    name = results.get("config", {}).get("name", "run")
+    model = results["model"]
+    total = results.get("timings", {}).get("total_seconds")
+    facts = [
+        f"**Model:** {model['name']} ({model['family']})",
+        f"**Tasks:** {', '.join(tables.task_names(results))}",
+        f"**Seeds:** {', '.join(str(s) for s in results['seeds'])}",
+        f"**taskarith:** {results.get('taskarith_version', tables.DASH)}",
+        f"**Git commit:** {results.get('git_commit') or 'unknown'}",
+        f"**Created:** {results.get('created', tables.DASH)}",
+        f"**Total wall time:** {tables.DASH if total is None else f'{total:.1f} s ({total / 60:.1f} min)'}",
+    ]
+    return f"# Task arithmetic report: {name}\n\n" + " · ".join(facts) + "\n"
+
+
+def addition(results: Mapping) -> str:
+    seeds = "mean ± std over seeds; " if tables.several_seeds(results) else ""
+    return ("## Task addition\n\n"
+            "The unified model adds every task vector scaled by one α. Absolute accuracy is the mean test "
+            "accuracy over tasks; normalized accuracy divides each task's accuracy by that of its own "
+            f"fine-tuned model before averaging ({seeds}Table 2 of the paper).\n\n"
+            + tables.addition_table(results)
+            + "\nα was chosen on the validation splits only (highest normalized validation accuracy); "
+              "test accuracy played no part in the choice.\n")
+
+
+def per_task(results: Mapping) -> str:
+    return ("## Per-task accuracies\n\n"
+            "Test accuracy (%) per task: zero-shot, each task's own fine-tuned model (individual), and the "
+            "unified model at the chosen α.\n\n" + tables.per_task_table(results))
+
+
+def individual(results: Mapping, draw: Draw) -> str:
+    paradigms = results["paradigms"]
+    if "nonlinear" not in paradigms or len(paradigms) < 2:
+        return ""
+    path = draw("individual_vs_nonlinear", figures.individual_vs_nonlinear, paradigms)
+    text = ("## Single-task accuracy against non-linear fine-tuning\n\n"
+            "Each point is one task: its individual test accuracy with non-linear fine-tuning (x) and with "
+            "another paradigm (y); below the diagonal, non-linear fine-tuning is better (Figure 5 of the "
+            "paper).\n\n" + image("Individual accuracy vs non-linear", path))
+    advantage = results.get("analysis", {}).get("advantage")
+    if advantage:
+        text += ("\nNon-linear advantage: non-linear individual accuracy minus the paradigm's, in percentage "
+                 "points.\n\n" + tables.advantage_table(advantage, tables.task_names(results)))
+    return text
+
+
+def alpha_sweep(results: Mapping, draw: Draw) -> str:
+    seed = tables.seed_keys(results)[0]
+    path = draw("accuracy_vs_alpha", figures.accuracy_vs_alpha, results["paradigms"], seed)
+    return ("## Accuracy against α\n\n"
+            f"Absolute accuracy of the unified model over the α grid, on validation and test (seed {seed}); "
+            "the large dot is the α chosen on validation (Figure 9 of the paper).\n\n"
+            + image("Accuracy vs alpha", path))
+
+
+def negation(results: Mapping) -> str:
+    if not tables.has_negation(results):
+        return ""
+    keep = results.get("config", {}).get("eval", {}).get("negation_keep")
+    kept = f"at least {100 * keep:g}% of" if keep is not None else "most of"
+    return ("## Task negation\n\n"
+            "The model θ0 − α τ should forget the target task and keep the control task. α is the one that "
+            f"lowers the target's validation accuracy most while the control keeps {kept} its pre-trained "
+            "validation accuracy. Test accuracies (%); the pre-trained row is the starting point.\n\n"
+            + tables.negation_table(results))
+
+
+def similarity(section: Mapping, draw: Draw) -> str:
+    images = "".join(image(f"Cosine similarity, {label(p)}",
+                           draw(f"similarity_{slug(p)}", figures.similarity_heatmap, section[p], p))
+                     for p in paradigm_names(section))
+    return ("## Task-vector similarity\n\n"
+            "Cosine similarity between the task vectors of each paradigm (first seed; Figure 10 of the "
+            "paper).\n\n" + images + "\n" + tables.similarity_table(section))
+
+
+def efficiency(section: Mapping) -> str:
+    return ("## Cost of fine-tuning\n\n"
+            "Per paradigm, as measured while fine-tuning the first seed: parameter counts, peak memory over "
+            "the tasks' runs, mean seconds per step, fine-tuning time summed over tasks and the mean size of "
+            "one task-vector file (Table 4 of the paper).\n\n" + tables.efficiency_table(section))
+
+
+def kernel(section: Mapping, draw: Draw) -> str:
+    path = draw("kernel_test", figures.kernel_scatter, section)
+    return ("## Kernel behaviour\n\n"
+            "Each non-linearly trained τ applied to the model it was trained on (x) and to the post-hoc "
+            "linearized model f(θ0) + J·τ (y); points near the diagonal mean fine-tuning stayed in the kernel "
+            "regime (Figure 3 of the paper).\n\n" + image("Kernel behaviour test", path) + "\n"
+            + tables.kernel_table(section) + "\n" + tables.kernel_gap_table(section))
+
+
+def disentangle(section: Mapping, draw: Draw) -> str:
+    parts = ["## Weight disentanglement\n\n"
+             "Disentanglement error ξ(α1, α2) of each task pair over a grid of scalings, one panel per paradigm "
+             "on a shared colour scale; the cross marks α1 = α2 = 0. Low-error area: share of the grid with ξ "
+             "at most the pair's threshold, the same for all paradigms (Figure 4 of the paper).\n"]
+    for pair_name, pair in section.items():
+        images = "".join(
+            image(f"Disentanglement error ({measure}), {pair_name}",
+                  draw(f"disentangle_{slug(pair_name)}_{measure}", figures.disentangle_heatmaps, pair, pair_name,
+                       measure))
+            for measure in ("representation", "prediction"))
+        parts.append(f"\n### {pair_name}\n\n" + images + "\n" + tables.disentangle_table(pair))
+    return "".join(parts)
+
+
+def ablation(section: Mapping) -> str:
+    return ("## Which parameters to fine-tune\n\n"
+            "Non-linear fine-tuning restricted to each parameter preset, merged and evaluated like the "
+            "paradigms (Table 5 of the paper). Single-task is the mean individual test accuracy.\n\n"
+            + tables.ablation_table(section))
+
+
+def footer() -> str:
+    return ("## How this was made\n\n"
+            "Every number and figure above is read from `results.json` in this folder; no model is "
+            "evaluated again. Regenerate this report and its figures with:\n\n"
+            "```\ntaskarith report <run_dir>\n```\n\n"
+            "(from inside this folder: `taskarith report .`).\n")
+
+
+def render(results: Mapping, draw: Draw) -> str:
+    analysis = results.get("analysis") or {}
+    sections = [header(results), addition(results), per_task(results), individual(results, draw),
+                alpha_sweep(results, draw), negation(results)]
+    if analysis.get("similarity"):
+        sections.append(similarity(analysis["similarity"], draw))
+    if analysis.get("efficiency"):
+        sections.append(efficiency(analysis["efficiency"]))
+    if analysis.get("kernel"):
+        sections.append(kernel(analysis["kernel"], draw))
+    if analysis.get("disentangle"):
+        sections.append(disentangle(analysis["disentangle"], draw))
+    if analysis.get("ablation"):
+        sections.append(ablation(analysis["ablation"]))
+    sections.append(footer())
+    return "\n".join(s for s in sections if s)

@@ -1,0 +1,196 @@
+"""Markdown tables built from a results dict (docs/results-schema.md). Pure functions, no I/O.
+
+Accuracies are shown as percentages with one decimal, `mean ± std` over seeds when the run has more
+than one seed. Every number is read from results.json; the only arithmetic is display-level (the
+pre-trained mean over tasks, and mean ± std of the per-seed negation accuracies, which have no summary).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+PARADIGM_ORDER = ("nonlinear", "linear", "attention")
+LABELS = {"nonlinear": "Non-linear", "linear": "NTK linearization", "attention": "Attention-only"}
+DASH = "—"
+MIB = 2**20
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def stat(s: Mapping[str, float], several: bool) -> str:
+    """A {"mean", "std"} summary as a percentage; the std only means something with several seeds."""
+    return f"{pct(s['mean'])} ± {pct(s['std'])}" if several else pct(s["mean"])
+
+
+def over_seeds(values: Sequence[float], several: bool) -> str:
+    """Per-seed accuracies as mean ± population std, the convention of the summaries in results.json."""
+    return stat({"mean": float(np.mean(values)), "std": float(np.std(values))}, several)
+
+
+def alpha_list(alphas: Iterable[float]) -> str:
+    return ", ".join(f"{a:g}" for a in alphas)
+
+
+def cell(text: object) -> str:
+    # A "|" inside a cell would end it early.
+    return str(text).replace("|", "\\|")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str | None = None) -> str:
+    """A markdown table; `align` holds one "l" or "r" per column (default: first left, rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = [":---" if a == "l" else "---:" for a in align]
+    lines = [header, rule, *rows]
+    return "\n".join("| " + " | ".join(cell(c) for c in line) + " |" for line in lines) + "\n"
+
+
+# --- reading the results dict ----------------------------------------------------------------
+
+def several_seeds(results: Mapping) -> bool:
+    return len(results["seeds"]) > 1
+
+
+def seed_keys(results: Mapping) -> list[str]:
+    return [str(s) for s in results["seeds"]]
+
+
+def paradigm_names(paradigms: Mapping) -> list[str]:
+    """Known paradigms in the paper's order, then any others in file order."""
+    known = [p for p in PARADIGM_ORDER if p in paradigms]
+    return known + [p for p in paradigms if p not in PARADIGM_ORDER]
+
+
+def label(name: str, entry: Mapping | None = None) -> str:
+    return LABELS.get(name) or (entry or {}).get("label") or name
+
+
+def task_names(results: Mapping) -> list[str]:
+    return list(results["tasks"])
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+def addition_table(results: Mapping) -> str:
+    """Table 2 analogue: absolute and normalized accuracy of the unified model, and the α chosen."""
+    several = several_seeds(results)
+    pre = results["pretrained"]["test"]
+    rows = [["Pre-trained", pct(float(np.mean([pre[t] for t in task_names(results)]))), DASH, DASH]]
+    for name in paradigm_names(results["paradigms"]):
+        entry = results["paradigms"][name]
+        alphas = [entry["seeds"][s]["addition"]["alpha"] for s in seed_keys(results)]
+        rows.append([label(name, entry), stat(entry["summary"]["absolute"], several),
+                     stat(entry["summary"]["normalized"], several), alpha_list(alphas)])
+    return table(["Method", "Absolute (%)", "Normalized (%)", "α chosen"], rows)
+
+
+def per_task_table(results: Mapping) -> str:
+    """Test accuracy per task: zero-shot, then each paradigm's individual and unified models."""
+    several = several_seeds(results)
+    tasks = task_names(results)
+    rows = [["Pre-trained (zero-shot)", *(pct(results["pretrained"]["test"][t]) for t in tasks)]]
+    for name in paradigm_names(results["paradigms"]):
+        entry = results["paradigms"][name]
+        per_task = entry["summary"]["per_task"]
+        for kind in ("individual", "unified"):
+            rows.append([f"{label(name, entry)} {kind}", *(stat(per_task[t][kind], several) for t in tasks)])
+    return table(["Model", *tasks], rows)
+
+
+def advantage_table(advantage: Mapping, tasks: Sequence[str]) -> str:
+    """Non-linear advantage in percentage points, from analysis.advantage."""
+    names = paradigm_names(advantage)
+    header = ["Paradigm", *tasks, "Mean"]
+    rows = [[label(p), *(pct(advantage[p]["per_task"][t]) for t in tasks), pct(advantage[p]["mean"])]
+            for p in names]
+    return table(header, rows)
+
+
+def negation_table(results: Mapping) -> str:
+    """Task negation per target task: the pre-trained model for reference, then each paradigm."""
+    several = several_seeds(results)
+    seeds = seed_keys(results)
+    names = [p for p in paradigm_names(results["paradigms"])
+             if "negation" in results["paradigms"][p]["seeds"][seeds[0]]]
+    rows = []
+    for task in task_names(results):
+        first = results["paradigms"][names[0]]["seeds"][seeds[0]]["negation"][task]
+        rows.append([task, "Pre-trained", DASH, pct(first["pretrained_target"]), first["control_task"],
+                     pct(first["pretrained_control"])])
+        for name in names:
+            runs = [results["paradigms"][name]["seeds"][s]["negation"][task] for s in seeds]
+            rows.append([task, label(name, results["paradigms"][name]), alpha_list(r["alpha"] for r in runs),
+                         over_seeds([r["target"] for r in runs], several), runs[0]["control_task"],
+                         over_seeds([r["control"] for r in runs], several)])
+    return table(["Target task", "Model", "α", "Target (%)", "Control task", "Control (%)"], rows, "llrrlr")
+
+
+def has_negation(results: Mapping) -> bool:
+    first = seed_keys(results)[0]
+    return any("negation" in e["seeds"][first] for e in results["paradigms"].values())
+
+
+def similarity_table(similarity: Mapping) -> str:
+    rows = [[label(p), f"{similarity[p]['mean_off_diagonal']:.3f}"] for p in paradigm_names(similarity)]
+    return table(["Paradigm", "Mean off-diagonal cosine"], rows)
+
+
+def efficiency_table(efficiency: Mapping) -> str:
+    """Table 4 analogue: cost of fine-tuning one task vector, per paradigm."""
+    header = ["Paradigm", "Total params", "Trainable params", "Trainable (%)", "Peak memory (MiB)",
+              "Memory measured as", "s/step", "Fine-tuning time (s)", "Vector size (MiB)"]
+    rows = []
+    for p in paradigm_names(efficiency):
+        e = efficiency[p]
+        share = e.get("trainable_share")
+        rows.append([label(p), f"{e['total_parameters']:,}", f"{e['trainable_parameters']:,}",
+                     DASH if share is None else f"{100 * share:.2f}", f"{e['peak_memory_bytes'] / MIB:.1f}",
+                     e["memory_kind"], f"{e['seconds_per_step']:.3f}", f"{e['total_seconds']:.1f}",
+                     f"{e['vector_bytes'] / MIB:.2f}"])
+    return table(header, rows, "lrrrrlrrr")
+
+
+def kernel_model_accuracy(row: Mapping) -> float:
+    # The analysis writes "model" (the kernel test also covers attention-only vectors); the schema's
+    # example names it "nonlinear".
+    return row["model"] if "model" in row else row["nonlinear"]
+
+
+def kernel_table(kernel: Mapping) -> str:
+    """Accuracy of each τ applied to the model it was trained on vs to the post-hoc linearized model."""
+    rows = []
+    for p in paradigm_names(kernel):
+        per_task = kernel[p]["per_task"]
+        rows += [[label(p), t, pct(kernel_model_accuracy(r)), pct(r["posthoc_linear"])]
+                 for t, r in per_task.items()]
+    return table(["Paradigm", "Task", "Model (%)", "Post-hoc linearized (%)"], rows, "llrr")
+
+
+def kernel_gap_table(kernel: Mapping) -> str:
+    rows = [[label(p), f"{100 * kernel[p]['mean_gap']:+.1f}"] for p in paradigm_names(kernel)]
+    return table(["Paradigm", "Mean gap, post-hoc linearized − model (pp)"], rows)
+
+
+def disentangle_paradigms(pair: Mapping) -> list[str]:
+    return paradigm_names({k: v for k, v in pair.items() if k != "grid"})
+
+
+def disentangle_table(pair: Mapping) -> str:
+    """Share of the (α1, α2) grid with disentanglement error at most the pair's threshold."""
+    rows = [[label(p), f"{100 * pair[p]['low_area']['representation']:.1f}",
+             f"{100 * pair[p]['low_area']['prediction']:.1f}"] for p in disentangle_paradigms(pair)]
+    return table(["Paradigm", "Low-error area, representation (%)", "Low-error area, prediction (%)"], rows)
+
+
+def ablation_table(ablation: Mapping) -> str:
+    """Table 5 analogue: which parameters to fine-tune; entries are shaped like a paradigm entry."""
+    rows = []
+    for preset, e in ablation.items():
+        several = len(e["seeds"]) > 1  # the ablation may run fewer seeds than the paradigms
+        rows.append([preset, *(stat(e["summary"][k], several) for k in ("individual", "absolute", "normalized"))])
+    return table(["Fine-tuned parameters", "Single-task (%)", "Absolute (%)", "Normalized (%)"], rows)
