@@ -1,0 +1,138 @@
+"""`taskarith analyze ANALYSIS RUN_DIR`: compute one analysis on a finished run, with the run's own config and
+task vectors (first seed), merge it into results.json and regenerate the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import TaskarithError
+
+analyze_app = typer.Typer(no_args_is_help=True,
+                          help="Compute one analysis on a finished run and merge it into its results.json.")
+
+RUN_DIR = typer.Argument(..., help="A run folder holding results.json.")
+
+
+class _Run:
+    """A finished run: its results.json and the Experiment rebuilt from the config recorded there."""
+
+    def __init__(self, run_dir: Path):
+        from ..config import validate
+        from ..run import Experiment
+
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "results.json"
+        try:
+            self.results = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise TaskarithError(f"{self.path}: no such file; run `taskarith run` first") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TaskarithError(f"{self.path}: not valid JSON ({e})") from e
+        if not isinstance(self.results, dict) or "config" not in self.results:
+            raise TaskarithError(f"{self.path}: no recorded config")
+        self.exp = Experiment(validate(self.results["config"], f"{self.path}: config"), self.run_dir, log=typer.echo)
+
+    def first_seed(self) -> dict:
+        """The run's vectors of seed 0 for every paradigm of its config (trained only if missing)."""
+        exp = self.exp
+        return {p: {t: exp.vector(0, p, t) for t in exp.tasks} for p in exp.cfg.paradigms}
+
+    def save(self, key: str, value: dict, merge: bool = False) -> None:
+        """Store results["analysis"][key] (merged entry by entry with `merge`), then redraw the report."""
+        from ..atomic import write_json
+        from ..report import write_report
+
+        analysis = self.results.setdefault("analysis", {})
+        if merge:
+            analysis.setdefault(key, {}).update(value)
+        else:
+            analysis[key] = value
+        write_json(self.path, self.results)
+        typer.echo(f"results: {self.path}")
+        typer.echo(f"report:  {write_report(self.run_dir)}")
+
+
+@analyze_app.command()
+def kernel(run_dir: Path = RUN_DIR) -> None:
+    """Kernel behaviour: accuracy of the post-hoc linearized model vs the fine-tuned one."""
+    from .kernel import kernel as compute
+
+    run = _Run(run_dir)
+    run.save("kernel", compute(run.exp, run.first_seed(), log=typer.echo))
+
+
+def _parse_pair(text: str) -> tuple[str, str]:
+    parts = text.split("+")
+    if len(parts) != 2 or not all(parts):
+        raise TaskarithError(f"--pair {text!r}: expected TASK+TASK")
+    return parts[0], parts[1]
+
+
+@analyze_app.command()
+def disentangle(
+    run_dir: Path = RUN_DIR,
+    pair: List[str] = typer.Option([], "--pair", help="Tasks as A+B (repeatable); default: the config's pairs."),
+    grid: Optional[int] = typer.Option(None, min=2, help="Grid points per axis (default: the config's)."),
+    points: Optional[int] = typer.Option(None, min=1, help="Test examples sampled per task (default: the config's)."),
+    span: Optional[float] = typer.Option(None, "--range", help="α runs over [-RANGE, RANGE] (default: the config's)."),
+) -> None:
+    """Weight disentanglement error ξ(α1, α2) of task pairs."""
+    from .disentangle import resolve_pair
+    from .suite import disentangle_section
+
+    if span is not None and span <= 0:
+        raise TaskarithError(f"--range must be positive, got {span:g}")
+    run = _Run(run_dir)
+    cfg = run.exp.cfg.analysis
+    pairs = [resolve_pair(run.exp, _parse_pair(p)) for p in pair] or [resolve_pair(run.exp, p)
+                                                                      for p in cfg.disentangle_pairs]
+    if not pairs:
+        raise TaskarithError("no task pair: pass --pair A+B or set analysis.disentangle_pairs")
+    result = disentangle_section(run.exp, run.first_seed(), pairs, grid_points=grid or cfg.disentangle_grid,
+                                 span=span or cfg.disentangle_range, points=points or cfg.disentangle_points,
+                                 log=typer.echo)
+    run.save("disentangle", result, merge=True)
+
+
+@analyze_app.command()
+def similarity(run_dir: Path = RUN_DIR) -> None:
+    """Cosine similarity between the task vectors of each paradigm."""
+    from .suite import similarity_section
+
+    run = _Run(run_dir)
+    if len(run.exp.tasks) < 2:
+        raise TaskarithError("similarity needs at least two tasks")
+    run.save("similarity", similarity_section(run.first_seed()))
+
+
+@analyze_app.command()
+def efficiency(run_dir: Path = RUN_DIR) -> None:
+    """Trainable parameters, time and memory of each paradigm's fine-tuning."""
+    from .suite import efficiency_section
+
+    run = _Run(run_dir)
+    paradigms = run.results.get("paradigms", {})
+    missing = [p for p in run.exp.cfg.paradigms if p not in paradigms]
+    if missing:
+        raise TaskarithError(f"{run.path}: no results for paradigm {missing[0]!r}")
+    run.save("efficiency", efficiency_section(run.exp, run.first_seed(), paradigms))
+
+
+@analyze_app.command()
+def ablation(
+    run_dir: Path = RUN_DIR,
+    preset: List[str] = typer.Option([], "--preset", help="A preset to fine-tune with (repeatable); "
+                                                          "default: the config's analysis.ablation."),
+) -> None:
+    """Fine-tune every task with each preset and evaluate the merged model (Table 5)."""
+    from .ablation import ablation as compute
+
+    run = _Run(run_dir)
+    presets = list(preset) or list(run.exp.cfg.analysis.ablation)
+    if not presets:
+        raise TaskarithError("no preset: pass --preset or set analysis.ablation")
+    run.save("ablation", compute(run.exp, presets, run.exp.pretrained(), log=typer.echo), merge=True)
