@@ -19,10 +19,13 @@ install: $(VENV)/.installed
 demo: install
 	$(TASKARITH) run configs/demo.yaml
 
+# The integration tests read the real embedded model and corpora from the cache; fetch them first.
 test: install
+	-$(TASKARITH) data fetch
 	$(PY) -m pytest
 
 test-all: install
+	-$(TASKARITH) data fetch
 	$(PY) -m pytest -m ""
 
 bench: install

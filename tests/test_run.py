@@ -98,3 +98,26 @@ def test_rerun_reuses_finished_vectors(tiny_model_dir, csv_tasks, tmp_path):
     second = json.loads((tmp_path / "results.json").read_text())
     assert vector.stat().st_mtime_ns == stamp
     assert second["paradigms"]["linear"]["summary"] == first["paradigms"]["linear"]["summary"]
+
+
+def test_a_locked_run_folder_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    from taskarith.errors import TaskarithError
+    from taskarith.lock import run_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from taskarith.lock import run_lock\n"
+        f"with run_lock({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TaskarithError, match=f"pid {holder.pid}"):
+            with run_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(tmp_path):  # the dead holder's lock is stale and taken over
+        pass

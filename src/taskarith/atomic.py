@@ -23,6 +23,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise TaskarithError(f"{path.parent}: cannot write here ({e.strerror})") from e
     os.close(fd)
     tmp_path = Path(tmp)
+    _umask = os.umask(0)
+    os.umask(_umask)
+    os.chmod(tmp_path, 0o666 & ~_umask)  # mkstemp makes 0600; artifacts get the usual file mode
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:

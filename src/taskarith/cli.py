@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from .analysis.commands import analyze_app
 from .errors import TaskarithError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -17,6 +18,7 @@ vector_app = typer.Typer(no_args_is_help=True, help="Inspect task vectors.")
 data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect the embedded corpora.")
 app.add_typer(vector_app, name="vector")
 app.add_typer(data_app, name="data")
+app.add_typer(analyze_app, name="analyze")
 
 _state = {"debug": False}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .analysis.disentangle import resolve_pair
 from .atomic import write_json
 from .config import ExperimentConfig
 from .data import TaskData, resolve_task
@@ -21,6 +22,7 @@ from .errors import TaskarithError
 from .evaluate import (EvalSet, absolute_accuracy, accuracies, choose_alpha, choose_negation_alpha,
                        make_evalset, normalized_accuracy)
 from .finetune.trainer import finetune, resolve_paradigm
+from .lock import run_lock
 from .models import load_family
 from .models.base import Family
 from .models.heads import zero_shot_head
@@ -37,6 +39,12 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def vector_path(seed: int, paradigm: str, task: str, preset: str | None = None) -> Path:
+    """Where a run keeps a task vector, relative to the run folder."""
+    label = paradigm if preset is None else f"{paradigm}-{preset}"
+    return Path("vectors") / f"seed{seed}" / label / task.replace("/", "_") / "vector.safetensors"
 
 
 def _alpha_key(alpha: float) -> str:
@@ -82,10 +90,9 @@ class Experiment:
     # --- fine-tuning -------------------------------------------------------------------------
     def vector(self, seed: int, paradigm: str, task: str, preset: str | None = None) -> TaskVector:
         par = resolve_paradigm(paradigm, preset)
-        label = paradigm if preset is None else f"{paradigm}-{preset}"
-        folder = self.run_dir / "vectors" / f"seed{seed}" / label / task.replace("/", "_")
+        path = self.run_dir / vector_path(seed, paradigm, task, preset)
+        folder = path.parent
         train = self.cfg.train.model_copy(update={"seed": self.cfg.train.seed + seed})
-        path = folder / "vector.safetensors"
         if path.exists():
             tv = TaskVector.load(path)
             if tv.meta.get("train_config") == train.model_dump() and tv.meta.get("preset") == par.preset:
@@ -173,10 +180,16 @@ def summarize(seeds: dict[str, dict], tasks: list[str]) -> dict:
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None,
                    progress: bool = True, log=print) -> Path:
     """Run everything the config asks for and write results.json; returns its path."""
+    with run_lock(run_dir):
+        return _run(cfg, Path(run_dir), seeds, progress, log)
+
+
+def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool, log) -> Path:
     started = time.perf_counter()
-    run_dir = Path(run_dir)
     n_seeds = seeds or cfg.seeds
     exp = Experiment(cfg, run_dir, progress=progress, log=log)
+    for pair in cfg.analysis.disentangle_pairs:  # a typo fails before any fine-tuning
+        resolve_pair(exp, pair)
     log(f"model {cfg.model.name}; tasks {', '.join(exp.tasks)}; paradigms {', '.join(cfg.paradigms)}; "
         f"{n_seeds} seed(s)")
     pretrained = exp.pretrained()
@@ -196,8 +209,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | N
             timings["evaluate_seconds"] += time.perf_counter() - t1
             result["training"] = {t: {**tv.meta["training"], "steps": tv.meta["train_config"]["steps"]}
                                   for t, tv in vectors.items()}
-            result["vectors"] = {t: str(Path("vectors") / f"seed{seed}" / paradigm / t / "vector.safetensors")
-                                 for t in exp.tasks}
+            result["vectors"] = {t: str(vector_path(seed, paradigm, t)) for t in exp.tasks}
             entry["seeds"][str(seed)] = result
             all_vectors[paradigm][seed] = vectors
             entry["selection"] = next(iter(vectors.values())).meta["selection"]

@@ -3,7 +3,7 @@ task vectors (first seed), merge it into results.json and regenerate the report.
 
 from __future__ import annotations
 
-import json
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -22,17 +22,19 @@ class _Run:
 
     def __init__(self, run_dir: Path):
         from ..config import validate
+        from ..lock import run_lock
+        from ..report import load_results
         from ..run import Experiment
 
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "results.json"
-        try:
-            self.results = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError as e:
-            raise TaskarithError(f"{self.path}: no such file; run `taskarith run` first") from e
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise TaskarithError(f"{self.path}: not valid JSON ({e})") from e
-        if not isinstance(self.results, dict) or "config" not in self.results:
+        if not self.path.is_file():
+            raise TaskarithError(f"{self.path}: no such file; run `taskarith run` first")
+        # held until save(): no `taskarith run` may rewrite results.json meanwhile (process exit frees it too)
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(run_lock(self.run_dir))
+        self.results = load_results(self.path)
+        if "config" not in self.results:
             raise TaskarithError(f"{self.path}: no recorded config")
         self.exp = Experiment(validate(self.results["config"], f"{self.path}: config"), self.run_dir, log=typer.echo)
 
@@ -52,6 +54,7 @@ class _Run:
         else:
             analysis[key] = value
         write_json(self.path, self.results)
+        self._lock.close()
         typer.echo(f"results: {self.path}")
         typer.echo(f"report:  {write_report(self.run_dir)}")
 
