@@ -2,7 +2,9 @@
 of the embedded model, side by side in one process (batch of 32 texts x 64 tokens).
 
 Timings interleave the paradigms round by round so that drift in the machine hits all of them alike.
-Peak memory is each paradigm's own peak RSS, measured in a fresh child process.
+Peak memory is each paradigm's own peak RSS, measured in a fresh child process. Each step's FLOPs are
+counted with torch's FlopCounterMode: their ratio is the compute bound of the time ratio (attention-only
+skips the MLP's and embeddings' weight gradients, linearized adds the tangent pass).
 Ends with one JSON line of its figures.
 """
 
@@ -17,12 +19,12 @@ import sys
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from taskarith.config import TrainConfig  # noqa: E402
-from taskarith.finetune.trainer import Trainable, make_optimizer, resolve_paradigm, training_step  # noqa: E402
-from taskarith.models import TextEncoder  # noqa: E402
+import common
+from taskarith.config import TrainConfig
+from taskarith.finetune.trainer import Trainable, make_optimizer, resolve_paradigm, training_step
+from taskarith.models import TextEncoder
 
 PARADIGMS = ("nonlinear", "attention", "linear")
 
@@ -52,13 +54,20 @@ def step_fn(paradigm: str, batch_size: int, tokens: int, family=None):
 
 def peak_rss_child(paradigm: str, batch_size: int, tokens: int, steps: int) -> int:
     """Peak RSS of the training steps alone (model loading excluded), in a fresh process."""
-    code = (f"import benchmarks.step_time as b, taskarith.resources as r; run, _ = b.step_fn({paradigm!r}, "
-            f"{batch_size}, {tokens}); r.reset_peak_rss(); [run() for _ in range({steps})]; print(r.peak_rss())")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", "import torch; torch.set_flush_denormal(True); " + code],
-                         capture_output=True, text=True, check=True, cwd=root, env=env)
+    code = (f"import common, step_time as b, taskarith.resources as r; common.setup_threads(); "
+            f"run, _ = b.step_fn({paradigm!r}, {batch_size}, {tokens}); r.reset_peak_rss(); "
+            f"[run() for _ in range({steps})]; print(r.peak_rss())")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return int(out.stdout.strip().splitlines()[-1])
+
+
+def step_flops(run) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run()
+    return counter.get_total_flops()
 
 
 def main() -> None:
@@ -68,9 +77,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3, help="steps timed per paradigm per round")
     args = ap.parse_args()
-    torch.set_flush_denormal(True)
+    common.setup_threads()
 
     family = TextEncoder(max_length=args.tokens)
+    flops = {}
+    for p in PARADIGMS:
+        run, trainable = step_fn(p, args.batch, args.tokens, family)
+        flops[p] = step_flops(run)
+        trainable.close()
     times: dict[str, list[float]] = {p: [] for p in PARADIGMS}
     for r in range(args.rounds + 1):  # round 0 warms up and is discarded
         for p in PARADIGMS:
@@ -85,15 +99,16 @@ def main() -> None:
     sec = {p: statistics.median(v) for p, v in times.items()}
     mem = {p: peak_rss_child(p, args.batch, args.tokens, 3) for p in PARADIGMS}
     print(f"batch {args.batch} x {args.tokens} tokens, {torch.get_num_threads()} threads, median of {args.rounds} rounds")
-    print(f"{'paradigm':12}{'s/step':>10}{'peak RSS MiB':>15}")
+    print(f"{'paradigm':12}{'s/step':>10}{'GFLOP/step':>12}{'peak RSS MiB':>15}")
     for p in PARADIGMS:
-        print(f"{p:12}{sec[p]:>10.3f}{mem[p] / 2**20:>15.0f}")
-    ratios = {"attention/nonlinear": sec["attention"] / sec["nonlinear"],
-              "linear/nonlinear": sec["linear"] / sec["nonlinear"]}
-    for k, v in ratios.items():
-        print(f"{k:22} {v:.2f}")
+        print(f"{p:12}{sec[p]:>10.3f}{flops[p] / 1e9:>12.1f}{mem[p] / 2**20:>15.0f}")
+    ratios = {f"{p}/nonlinear": sec[p] / sec["nonlinear"] for p in ("attention", "linear")}
+    bounds = {f"{p}/nonlinear": flops[p] / flops["nonlinear"] for p in ("attention", "linear")}
+    for k in ratios:
+        print(f"{k:22} time {ratios[k]:.2f}   FLOP bound {bounds[k]:.2f}")
     print(json.dumps({"benchmark": "step_time", "batch": args.batch, "tokens": args.tokens,
-                      "seconds_per_step": sec, "peak_rss_bytes": mem, "ratios": ratios}))
+                      "seconds_per_step": sec, "flops_per_step": flops, "peak_rss_bytes": mem,
+                      "ratios": ratios, "flop_bounds": bounds}))
 
 
 if __name__ == "__main__":

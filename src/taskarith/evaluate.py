@@ -1,9 +1,10 @@
 """Accuracy, normalized accuracy, α search on validation, and task negation.
 
 Everything is scored through `sweep`: many coefficient combinations of a set of task vectors over one
-evaluation set. A linearized model is affine in its coefficients, so for linear vectors each batch costs
-f(x; θ0) plus one JVP per vector, whatever the number of combinations; non-linear vectors are applied in
-place once per combination, with no model copies and no reloads.
+evaluation set. A linearized model is affine in its coefficients, so for linear vectors each batch costs one JVP
+per dimension of the span of the combinations (one for a whole α sweep of task addition, two for a ξ
+grid), whatever their number; non-linear vectors are applied in place once per combination, with no
+model copies and no reloads.
 """
 
 from __future__ import annotations
@@ -56,21 +57,37 @@ def sweep(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequen
         _sweep_in_place(family, vectors, combos, evalset, reduce)
 
 
+def combo_basis(combos: Sequence[Sequence[float]], n_vectors: int) -> tuple[np.ndarray, np.ndarray]:
+    """An orthonormal basis B (r × T) of the span of the combinations, and their weights W (n × r).
+
+    c = W[c] @ B exactly (up to rounding), so an α sweep of task addition, whose combinations all lie
+    on one line, needs one JVP per batch instead of one per vector."""
+    c = np.asarray(combos, dtype=np.float64).reshape(len(combos), n_vectors)
+    if n_vectors == 0 or not np.any(c):
+        return np.zeros((0, n_vectors)), np.zeros((len(combos), 0))
+    _, s, vt = np.linalg.svd(c, full_matrices=False)
+    basis = vt[: int((s > s.max() * 1e-10).sum())]
+    return basis, c @ basis.T
+
+
 def _sweep_affine(family, vectors, combos, evalset, reduce) -> None:
     params = family.named_weights()
+    basis, weights = combo_basis(combos, len(vectors))
+    directions = [combine([(tv, float(b)) for tv, b in zip(vectors, row)]) for row in basis]
+    theta0 = {n: params[n].detach() for n in (directions[0] if directions else {})}
     with torch.no_grad():
         for b, batch in enumerate(evalset.batches):
-            f0 = family.represent(batch)
-            tangents = []
-            for tv in vectors:
-                theta0 = {n: params[n].detach() for n in tv.names}
-                _, tangent = jvp(lambda p: family.represent(batch, p), (theta0,), (tv.tensors,))
+            f0, tangents = None, []
+            for direction in directions:
+                f0, tangent = jvp(lambda p: family.represent(batch, p), (theta0,), (direction,))
                 tangents.append(tangent)
-            for c, coefs in enumerate(combos):
+            if f0 is None:
+                f0 = family.represent(batch)
+            for c, row in enumerate(weights):
                 rep = f0.clone()
-                for coef, tangent in zip(coefs, tangents):
-                    if coef:
-                        rep.add_(tangent, alpha=coef)
+                for w, tangent in zip(row, tangents):
+                    if w:
+                        rep.add_(tangent, alpha=float(w))
                 reduce(c, b, rep)
 
 
