@@ -210,3 +210,16 @@ def test_nan_loss_stops_with_the_step(encoder, toy_task, tmp_path):
     cfg = TrainConfig(steps=4, batch_size=4, lr=1e30, warmup_steps=0, grad_clip=None)
     with pytest.raises(TaskarithError, match="at step"):
         _train(encoder, toy_task, tmp_path, "nonlinear", cfg=cfg)
+
+
+def test_batches_are_deterministic_cover_each_epoch_and_bucket_by_length():
+    from taskarith.finetune.trainer import batch_indices
+
+    lengths = [(i * 37) % 101 for i in range(64)]
+    epoch = [batch_indices(64, 8, 3, s, lengths) for s in range(8)]
+    assert sorted(i for b in epoch for i in b) == list(range(64))
+    assert epoch == [batch_indices(64, 8, 3, s, lengths) for s in range(8)]
+    assert epoch != [batch_indices(64, 8, 4, s, lengths) for s in range(8)]
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch)
+    plain = [batch_indices(64, 8, 3, s) for s in range(8)]
+    assert spread < sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in plain)

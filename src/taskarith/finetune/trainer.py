@@ -6,6 +6,7 @@ preset. linear: train τ in f(x; θ0) + J f(x; θ0)·τ, with θ0 held once by t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -42,13 +43,32 @@ def resolve_paradigm(name: str, preset: str | None = None) -> Paradigm:
     return Paradigm(name, name == "linear", preset or defaults[name])
 
 
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """The examples of one step: a seeded permutation per epoch, so the order depends on (seed, step) only."""
+def batch_indices(n: int, batch_size: int, seed: int, step: int, lengths: Sequence[int] | None = None,
+                  window: int = 8) -> list[int]:
+    """The examples of one step; the order depends on (seed, step) only, so a resumed run sees the same data.
+
+    Each epoch is a seeded permutation. With `lengths`, each window of `window` batches is sorted by length
+    before it is cut into batches, and the batches are then shuffled: batches of similar lengths pad less."""
     per_epoch = max(1, n // batch_size)
     epoch, pos = divmod(step, per_epoch)
+    return _epoch_plan(n, batch_size, seed, epoch, tuple(lengths) if lengths is not None else None, window)[pos]
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_plan(n: int, batch_size: int, seed: int, epoch: int, lengths: tuple[int, ...] | None,
+                window: int) -> list[list[int]]:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=gen)
-    return perm[pos * batch_size:(pos + 1) * batch_size].tolist()
+    perm = torch.randperm(n, generator=gen).tolist()
+    per_epoch = max(1, n // batch_size)
+    if lengths is None:
+        return [perm[i * batch_size:(i + 1) * batch_size] for i in range(per_epoch)]
+    used = perm[:per_epoch * batch_size] if n >= batch_size else perm
+    span = window * batch_size
+    ordered = [i for start in range(0, len(used), span)
+               for i in sorted(used[start:start + span], key=lambda i: lengths[i])]
+    batches = [ordered[i * batch_size:(i + 1) * batch_size] for i in range(per_epoch)]
+    order = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in order]
 
 
 def _run_fingerprint(cfg: TrainConfig, paradigm: Paradigm, task: str, base_hash: str, n: int) -> str:
@@ -200,12 +220,13 @@ def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler,
                 run_id: str, step: int, task: str, progress: bool, stop_after: int | None,
                 device) -> tuple[int, dict]:
     family, name = trainable.family, trainable.paradigm.name
+    lengths = [len(t) for t in texts] if all(isinstance(t, str) for t in texts) else None
     start_step, started = step, time.perf_counter()
     first_step_end = None
     bar = _progress(cfg.steps, step, f"{task}/{name}", progress)
     with peak_memory(device) as memory:
         while step < cfg.steps and (stop_after is None or step - start_step < stop_after):
-            idx = batch_indices(len(texts), cfg.batch_size, cfg.seed, step)
+            idx = batch_indices(len(texts), cfg.batch_size, cfg.seed, step, lengths)
             batch = {k: v.to(device) for k, v in family.collate([texts[i] for i in idx]).items()}
             loss = training_step(trainable, head, batch, labels[idx].to(device), optimizer, scheduler,
                                  cfg.grad_clip)
