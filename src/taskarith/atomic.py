@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -63,7 +64,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            # safetensors reports a failed write (a full disk) as its own type: treat it as the OSError it is
+            raise OSError(errno.EIO, str(e).strip()) from e

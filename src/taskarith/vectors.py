@@ -19,6 +19,7 @@ from .models.base import Family
 
 SCHEMA_VERSION = 1
 _META_KEY = "taskarith"
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # the dtypes weights are kept in
 
 
 @dataclass
@@ -66,6 +67,9 @@ class TaskVector:
                 raise TaskarithError(
                     f"{n}: shape {tuple(t.shape)} in {self.label()} vs {tuple(other.tensors[n].shape)} in {other.label()}"
                 )
+            if t.dtype != other.tensors[n].dtype:
+                raise TaskarithError(f"{n}: dtype {t.dtype} in {self.label()} vs {other.tensors[n].dtype} in "
+                                     f"{other.label()}")
 
     def _combined_meta(self, other: "TaskVector", op: str) -> dict:
         meta = dict(self.meta)
@@ -123,6 +127,8 @@ class TaskVector:
                 raise TaskarithError(
                     f"{n}: task vector shape {tuple(t.shape)} vs {tuple(params[n].shape)} in {family.model_id}"
                 )
+            if params[n].dtype != t.dtype:  # applying would silently round τ to the model's precision
+                raise TaskarithError(f"{n}: task vector dtype {t.dtype} vs {params[n].dtype} in {family.model_id}")
         got = family.fingerprint(self.names)
         if got != self.meta.get("base_hash"):
             raise TaskarithError(
@@ -150,6 +156,9 @@ class TaskVector:
             got = meta.get("schema") if isinstance(meta, dict) else None
             raise TaskarithError(f"{path}: task-vector schema {got!r} is not supported (expected {SCHEMA_VERSION})")
         for n, t in tensors.items():
+            if t.dtype not in FLOAT_DTYPES:
+                raise TaskarithError(f"{path}: tensor {n!r} has dtype {t.dtype}; expected float16, bfloat16, "
+                                     f"float32 or float64")
             if not torch.isfinite(t).all():
                 raise TaskarithError(f"{path}: tensor {n!r} holds NaN or Inf")
         return cls(tensors, meta)

@@ -12,6 +12,7 @@ import torch
 from ..atomic import save_safetensors
 from ..errors import TaskarithError
 from ..tensor_files import read_safetensors
+from ..vectors import FLOAT_DTYPES
 
 
 def save_checkpoint(path: Path, *, step: int, trainable: dict[str, torch.Tensor],
@@ -37,25 +38,34 @@ def load_checkpoint(path: Path, *, trainable: dict[str, torch.Tensor], optimizer
     tensors, header = read_safetensors(path)
     try:
         meta = json.loads(header["checkpoint"])
-    except (KeyError, json.JSONDecodeError) as e:
-        raise TaskarithError(f"{path}: not a taskarith training checkpoint") from e
-    if meta["fingerprint"] != fingerprint:
+        step, saved_fingerprint = int(meta["step"]), meta["fingerprint"]
+        param_groups, scheduler_state = meta["param_groups"], meta["scheduler"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise TaskarithError(f"{path}: not a taskarith training checkpoint; delete it to start over") from e
+    if saved_fingerprint != fingerprint:
         raise TaskarithError(f"{path}: checkpoint belongs to another configuration; delete it to start over")
+    for key, value in tensors.items():
+        if key.startswith(("param/", "optim/")) and value.dtype not in FLOAT_DTYPES:
+            raise TaskarithError(f"{path}: checkpoint tensor {key!r} has dtype {value.dtype}; expected a float")
+        if key.startswith(("param/", "optim/")) and not torch.isfinite(value).all():
+            raise TaskarithError(f"{path}: checkpoint tensor {key!r} holds NaN or Inf; delete it to start over")
     with torch.no_grad():
         for n, t in trainable.items():
             saved = tensors.get(f"param/{n}")
-            if saved is None or saved.shape != t.shape:
-                raise TaskarithError(f"{path}: checkpoint lacks parameter {n!r} or has another shape")
-            if not torch.isfinite(saved).all():
-                raise TaskarithError(f"{path}: checkpoint tensor {n!r} holds NaN or Inf")
+            if saved is None or saved.shape != t.shape or saved.dtype != t.dtype:
+                raise TaskarithError(f"{path}: checkpoint lacks parameter {n!r} or has another shape or dtype")
             t.copy_(saved)
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim/"):
-            _, idx, name = key.split("/", 2)
-            state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng/torch"])
-    return int(meta["step"])
-
+    try:
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim/"):
+                _, idx, name = key.split("/", 2)
+                state.setdefault(int(idx), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+        scheduler.load_state_dict(scheduler_state)
+        torch.set_rng_state(tensors["rng/torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TaskarithError(f"{path}: damaged optimizer, scheduler or RNG state ({first}); "
+                             f"delete it to start over") from e
+    return step

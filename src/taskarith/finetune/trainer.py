@@ -197,6 +197,7 @@ def finetune(
         if step < cfg.steps:
             return None
         tensors = trainable.delta()
+        _check_finite(tensors, task, paradigm.name, step - 1, ckpt)
     finally:
         trainable.close(restore)
     meta = {
@@ -216,6 +217,19 @@ def finetune(
     return vector
 
 
+def _kept(ckpt: Path) -> str:
+    return f"the last good checkpoint is kept at {ckpt}" if ckpt.exists() else "no checkpoint was kept"
+
+
+def _check_finite(tensors: dict[str, torch.Tensor], task: str, name: str, step: int, ckpt: Path) -> None:
+    """An overflow in the update (easy in float16) leaves the loss finite until the next step; checked
+    before saving, so a checkpoint or vector never holds NaN or Inf."""
+    bad = next((n for n, t in tensors.items() if not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise TaskarithError(f"task {task!r}, {name}: parameter {bad!r} became NaN or Inf at step {step}; "
+                             f"{_kept(ckpt)}; lower train.lr")
+
+
 def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler, cfg: TrainConfig, ckpt: Path,
                 run_id: str, step: int, task: str, progress: bool, stop_after: int | None,
                 device) -> tuple[int, dict]:
@@ -232,9 +246,8 @@ def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler,
                                  cfg.grad_clip)
             if not torch.isfinite(loss):
                 bar.close()
-                kept = f"the last good checkpoint is kept at {ckpt}" if ckpt.exists() else "no checkpoint was kept"
-                raise TaskarithError(f"task {task!r}, {name}: loss became {loss.item()} at step {step}; {kept}; "
-                                     f"lower train.lr")
+                raise TaskarithError(f"task {task!r}, {name}: loss became {loss.item()} at step {step}; "
+                                     f"{_kept(ckpt)}; lower train.lr")
             step += 1
             if first_step_end is None:
                 first_step_end = time.perf_counter()
@@ -243,6 +256,7 @@ def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler,
                             ex_per_s=f"{(step - start_step) * len(idx) / (time.perf_counter() - started):.1f}")
             memory.sample()
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                _check_finite(trainable.tensors, task, name, step - 1, ckpt)
                 save_checkpoint(ckpt, step=step, trainable=trainable.tensors, optimizer=optimizer,
                                 scheduler=scheduler, fingerprint=run_id)
     bar.close()
