@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,7 +11,25 @@ import typer
 from .analysis.commands import analyze_app
 from .errors import TaskarithError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+_state = {"debug": False}
+
+
+class _Group(typer.core.TyperGroup):
+    """Every command's user error becomes one line on stderr and exit code 2 (a traceback with --debug),
+    for `main()` and in-process callers such as tests alike."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TaskarithError as e:
+            if _state["debug"]:
+                raise
+            typer.echo("error: " + " ".join(str(e).splitlines()), err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Task arithmetic: fine-tune, build task vectors, merge, evaluate and explain.")
 vector_app = typer.Typer(no_args_is_help=True, help="Inspect task vectors.")
 data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect the embedded corpora.")
@@ -20,12 +37,15 @@ app.add_typer(vector_app, name="vector")
 app.add_typer(data_app, name="data")
 app.add_typer(analyze_app, name="analyze")
 
-_state = {"debug": False}
-
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors.")) -> None:
+    from transformers.utils import logging as hf_logging
+
     _state["debug"] = debug
+    # load reports and weight-loading bars would bury the one-line messages
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 @app.command()
@@ -139,15 +159,10 @@ def data_fetch(names: List[str] = typer.Argument(None, help="Tasks to fetch (all
 def main() -> None:
     import torch
 
-    from transformers.utils import logging as hf_logging
-
     # denormal floats slow CPU kernels several-fold and carry no signal at these scales
     torch.set_flush_denormal(True)
-    hf_logging.set_verbosity_error()
-    try:
-        app()
-    except TaskarithError as e:
-        if _state["debug"]:
-            raise
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    app()
+
+
+if __name__ == "__main__":
+    main()

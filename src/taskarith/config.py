@@ -14,7 +14,8 @@ PARADIGMS = ("nonlinear", "linear", "attention")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan pass bounds such as gt=0 and would only fail deep inside training
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TrainConfig(_Strict):
@@ -22,7 +23,7 @@ class TrainConfig(_Strict):
 
     steps: int = Field(2000, gt=0)
     batch_size: int = Field(128, gt=0)
-    lr: float = Field(1e-5, gt=0)
+    lr: float = Field(1e-5, gt=0, lt=3.4e38)  # float32's largest: AdamW cannot take a larger step size
     weight_decay: float = Field(0.1, ge=0)
     warmup_steps: int = Field(200, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
@@ -144,6 +145,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError as e:
             raise TaskarithError(f"{path}: no such config file") from e
+        except OSError as e:
+            raise TaskarithError(f"{path}: cannot read the config file ({e.strerror})") from e
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise TaskarithError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
         if not isinstance(tree, dict):
