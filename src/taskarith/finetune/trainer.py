@@ -237,15 +237,14 @@ def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler,
     lengths = [len(t) for t in texts] if all(isinstance(t, str) for t in texts) else None
     start_step, started = step, time.perf_counter()
     first_step_end = None
-    bar = _progress(cfg.steps, step, f"{task}/{name}", progress)
-    with peak_memory(device) as memory:
+    # the bar closes on errors too, or a later bar in this process is drawn below a dead one
+    with _progress(cfg.steps, step, f"{task}/{name}", progress) as bar, peak_memory(device) as memory:
         while step < cfg.steps and (stop_after is None or step - start_step < stop_after):
             idx = batch_indices(len(texts), cfg.batch_size, cfg.seed, step, lengths)
             batch = {k: v.to(device) for k, v in family.collate([texts[i] for i in idx]).items()}
             loss = training_step(trainable, head, batch, labels[idx].to(device), optimizer, scheduler,
                                  cfg.grad_clip)
             if not torch.isfinite(loss):
-                bar.close()
                 raise TaskarithError(f"task {task!r}, {name}: loss became {loss.item()} at step {step}; "
                                      f"{_kept(ckpt)}; lower train.lr")
             step += 1
@@ -259,7 +258,6 @@ def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler,
                 _check_finite(trainable.tensors, task, name, step - 1, ckpt)
                 save_checkpoint(ckpt, step=step, trainable=trainable.tensors, optimizer=optimizer,
                                 scheduler=scheduler, fingerprint=run_id)
-    bar.close()
     total = time.perf_counter() - started
     done = step - start_step
     steady = (time.perf_counter() - first_step_end) / (done - 1) if first_step_end and done > 1 else (
