@@ -19,8 +19,19 @@ def _status_kib(field: str) -> int:
     return 0
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by earlier work back to the OS, so the next peak is that work's own."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def reset_peak_rss() -> bool:
     """Reset the kernel's high-water mark of this process (Linux); False where that is not possible."""
+    _release_freed_memory()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
