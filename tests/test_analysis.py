@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -267,9 +265,7 @@ def test_analyze_command_merges_into_results(tiny_run, tmp_path, monkeypatch):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     reports = []
-    fake = types.ModuleType("taskarith.report")
-    fake.write_report = lambda d: reports.append(d) or d / "report.md"
-    monkeypatch.setitem(sys.modules, "taskarith.report", fake)
+    monkeypatch.setattr("taskarith.report.write_report", lambda d: reports.append(d) or d / "report.md")
 
     result = CliRunner().invoke(analyze_app, ["disentangle", str(copy), "--pair", "reviews+places", "--grid", "5",
                                               "--points", "4"])

@@ -33,8 +33,11 @@ class TrainConfig(_Strict):
 
 class ModelConfig(_Strict):
     family: str = "text-encoder"
-    name: str = "all-MiniLM-L6-v2"
+    name: str = "all-MiniLM-L6-v2"  # a local folder, a cached hub id, or (clip) an open_clip checkpoint file
     max_length: int = Field(128, gt=0)
+    device: str = "auto"  # auto: cuda when available, else cpu
+    trust_pickle: bool = False  # allow pickled .pt/.pth/.bin checkpoints (read with weights_only)
+    tokenizer: str | None = None  # the CLIP tokenizer for an open_clip file (default: the file's folder)
 
 
 class DataConfig(_Strict):
@@ -43,6 +46,7 @@ class DataConfig(_Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     val_cap: int | None = Field(1000, gt=0)
+    root: str | None = None  # where image: and glue: tasks live; ~ and $VARS expand; else $TASKARITH_DATA
 
     @field_validator("caps")
     @classmethod
@@ -113,13 +117,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     try:
         return key.strip(), yaml.safe_load(raw)
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, RecursionError) as e:  # the parser recurses once per nesting level
         raise TaskarithError(f"override {text!r}: value is not valid YAML") from e
 
 
 def _format_error(source: str, err: ValidationError) -> str:
     e = err.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    # a key with a newline or other control character is quoted, so the message stays one readable line
+    where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in e["loc"]) or "(top level)"
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -147,8 +152,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             raise TaskarithError(f"{path}: no such config file") from e
         except OSError as e:
             raise TaskarithError(f"{path}: cannot read the config file ({e.strerror})") from e
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise TaskarithError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise TaskarithError(f"{path}: not valid YAML ({first})") from e
         if not isinstance(tree, dict):
             raise TaskarithError(f"{path}: expected a mapping at the top level, got {type(tree).__name__}")
     for item in overrides:

@@ -152,6 +152,8 @@ class TaskVector:
             meta = json.loads(header[_META_KEY])
         except json.JSONDecodeError as e:
             raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({e.msg})") from e
+        except RecursionError as e:  # the parser recurses once per nesting level
+            raise TaskarithError(f"{path}: task-vector metadata is nested too deeply") from e
         if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
             got = meta.get("schema") if isinstance(meta, dict) else None
             raise TaskarithError(f"{path}: task-vector schema {got!r} is not supported (expected {SCHEMA_VERSION})")

@@ -40,7 +40,7 @@ def load_checkpoint(path: Path, *, trainable: dict[str, torch.Tensor], optimizer
         meta = json.loads(header["checkpoint"])
         step, saved_fingerprint = int(meta["step"]), meta["fingerprint"]
         param_groups, scheduler_state = meta["param_groups"], meta["scheduler"]
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, RecursionError) as e:
         raise TaskarithError(f"{path}: not a taskarith training checkpoint; delete it to start over") from e
     if saved_fingerprint != fingerprint:
         raise TaskarithError(f"{path}: checkpoint belongs to another configuration; delete it to start over")

@@ -27,6 +27,8 @@ def load_results(path: str | Path) -> dict:
         results = json.loads(text)
     except json.JSONDecodeError as e:
         raise TaskarithError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
+    except RecursionError:  # the parser recurses once per nesting level
+        raise TaskarithError(f"{path}: JSON nested too deeply") from None
     if not isinstance(results, dict):
         raise TaskarithError(f"{path}: expected a JSON object at the top level")
     schema = results.get("schema")
