@@ -113,3 +113,30 @@ def csv_tasks(tmp_path_factory):
     a = write_csv_task(folder / "places.csv", rows([("city", place), ("spam", spam)]))
     b = write_csv_task(folder / "reviews.csv", rows([("good", good), ("bad", bad)]))
     return [str(a), str(b)]
+
+
+def run_pipeline(tmp_path, *, family: str, model_dir, tasks: list[str], root, max_length: int) -> dict:
+    """A whole tiny `run` over two tasks under all three paradigms with every cheap analysis; its results."""
+    import json
+
+    from taskarith.config import validate
+    from taskarith.run import run_experiment
+
+    cfg = validate({
+        "name": f"tiny-{family}",
+        "model": {"family": family, "name": str(model_dir), "max_length": max_length, "device": "cpu"},
+        "data": {"tasks": tasks, "root": str(root), "caps": {"train": 32, "val": 8, "test": 12}},
+        "train": {"steps": 3, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 2},
+        "eval": {"batch_size": 16, "alphas": [0.0, 0.5, 1.0]},
+        "analysis": {"kernel": True, "similarity": True, "disentangle_pairs": [tasks],
+                     "disentangle_grid": 3, "disentangle_points": 8},
+    })
+    results = json.loads(run_experiment(cfg, tmp_path, progress=False, log=lambda *_: None).read_text())
+    names = {t.split(":", 1)[1] for t in tasks}
+    assert set(results["paradigms"]) == {"nonlinear", "linear", "attention"}
+    for entry in results["paradigms"].values():
+        seed = entry["seeds"]["0"]
+        assert 0 <= seed["addition"]["absolute"] <= 1 and set(seed["negation"]) == names
+    assert {"similarity", "kernel", "disentangle"} <= set(results["analysis"])
+    assert results["model"]["family"] == family
+    return results

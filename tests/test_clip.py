@@ -277,6 +277,20 @@ def test_pickles_are_refused_without_the_flag(tmp_path):
         ClipVision(str(tmp_path / "oc" / "module.pt"), trust_pickle=True)
 
 
+def test_hf_folder_with_pickled_weights_needs_the_flag(clip_dir, tmp_path):
+    import shutil
+
+    from taskarith.models import ClipVision
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(clip_dir, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(tiny_clip().state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(TaskarithError, match="cannot load the vision tower"):
+        ClipVision(str(folder))
+    assert ClipVision(str(folder), trust_pickle=True).net.config.hidden_size == 32
+
+
 # --- data ---------------------------------------------------------------------------------------
 def write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
@@ -306,6 +320,12 @@ def test_image_layouts_and_class_names(tmp_path, image_root):
     gtsrb = resolve_task("image:gtsrb", root=str(tmp_path), test_fraction=0.2)
     assert gtsrb.class_names == ("red and white circle 20 kph speed limit", "stop") and len(gtsrb.test) == 2
     assert len(IMAGE_TASKS["gtsrb"].names_by_index) == 43
+    # a train/ folder without test/ gets a carved test split too
+    for cls in ("Forest", "River"):
+        for i in range(5):
+            write_image(tmp_path / "eurosat" / "train" / cls / f"{i}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    carved = resolve_task("image:eurosat", root=str(tmp_path), test_fraction=0.2)
+    assert carved.class_names == ("forest", "river") and len(carved.test) == 2
 
 
 def test_torchvision_gtsrb_and_dtd_layouts(tmp_path):
@@ -422,29 +442,13 @@ def test_mnist5k_is_real_digits(mnist5k):
     assert mnist5k.train.texts[0].shape == (28, 28) and mnist5k.train.texts[0].max() > 100
 
 
-def test_run_experiment_on_images(clip_dir, image_root, mnist5k, tmp_path, monkeypatch):
-    from taskarith.run import run_experiment
+def test_run_experiment_on_images(clip_dir, image_root, mnist5k, tmp_path):
+    from conftest import run_pipeline
 
-    monkeypatch.setenv("TASKARITH_DATA", str(image_root))  # the root until run.py passes data.root
-    cfg = validate({
-        "name": "tiny-clip",
-        "model": {"family": "clip", "name": str(clip_dir), "max_length": 16, "device": "cpu"},
-        "data": {"tasks": ["image:mnist5k", "image:eurosat"], "caps": {"train": 32, "val": 10, "test": 16}},
-        "train": {"steps": 3, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 2},
-        "eval": {"batch_size": 16, "alphas": [0.0, 0.5, 1.0]},
-        "analysis": {"kernel": True, "similarity": True, "disentangle_pairs": [["image:mnist5k", "image:eurosat"]],
-                     "disentangle_grid": 3, "disentangle_points": 8},
-    })
-    path = run_experiment(cfg, tmp_path, progress=False, log=lambda *_: None)
-    results = json.loads(path.read_text())
-    assert set(results["paradigms"]) == {"nonlinear", "linear", "attention"}
-    for entry in results["paradigms"].values():
-        seed = entry["seeds"]["0"]
-        assert 0 <= seed["addition"]["absolute"] <= 1 and set(seed["negation"]) == {"mnist5k", "eurosat"}
+    results = run_pipeline(tmp_path, family="clip", model_dir=clip_dir, tasks=["image:mnist5k", "image:eurosat"],
+                           root=image_root, max_length=16)
     assert results["paradigms"]["attention"]["selection"]["count"] == 4 * 32 * 32 * 2
-    assert {"similarity", "kernel", "disentangle"} <= set(results["analysis"])
     assert results["tasks"]["eurosat"]["classes"] == ["annual crop land", "forest"]
-    assert results["model"]["family"] == "clip"
 
 
 # --- configs and loading ------------------------------------------------------------------------

@@ -186,6 +186,17 @@ def test_arithmetic(encoder, toy_task, tmp_path):
     assert (0.5 * tv).norm() == pytest.approx(0.5 * tv.norm(), rel=1e-6)
 
 
+def test_combine_pairs_tensors_by_name_whatever_their_order(encoder, toy_task, tmp_path):
+    from taskarith.vectors import TaskVector, combine
+
+    tv = _train(encoder, toy_task, tmp_path, "nonlinear")
+    shuffled = TaskVector(dict(reversed(list(tv.tensors.items()))), tv.meta)  # as a reloaded file may hold them
+    assert list(shuffled.tensors) != list(tv.tensors)
+    summed = combine([(tv, 1.0), (shuffled, 2.0)])
+    assert all(torch.allclose(summed[n], 3 * tv.tensors[n]) for n in tv.names)
+    assert shuffled.dot(tv) == tv.dot(shuffled) == tv.dot(tv) and shuffled.norm() == tv.norm()
+
+
 def test_resume_after_interruption_gives_the_same_vector(tokenizer, toy_task, tmp_path):
     straight = _train(make_tiny_encoder(tokenizer), toy_task, tmp_path / "a", "linear")
     enc = make_tiny_encoder(tokenizer)
@@ -223,3 +234,13 @@ def test_batches_are_deterministic_cover_each_epoch_and_bucket_by_length():
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch)
     plain = [batch_indices(64, 8, 3, s) for s in range(8)]
     assert spread < sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in plain)
+
+
+def test_bf16_precision_autocasts_and_returns_float32(encoder):
+    batch = encoder.to_device(encoder.collate(["what city river", "free prize now"]))
+    full = encoder.represent(batch)
+    assert encoder.precision == "auto" and not encoder.uses_bf16()  # auto keeps float32 on CPU
+    encoder.precision = "bf16"
+    half = encoder.represent(batch)
+    assert half.dtype == torch.float32 and not torch.equal(half, full)
+    assert torch.allclose(half, full, atol=0.05)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from taskarith.config import load_config, validate
+from taskarith.config import load_config
 from taskarith.errors import TaskarithError
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -217,28 +216,13 @@ def test_glue_parquet_export(tmp_path):
 
 
 # --- the whole pipeline -------------------------------------------------------------------------
-def test_run_experiment_on_glue(t5_dir, glue_root, tmp_path, monkeypatch):
-    from taskarith.run import run_experiment
+def test_run_experiment_on_glue(t5_dir, glue_root, tmp_path):
+    from conftest import run_pipeline
 
-    monkeypatch.setenv("TASKARITH_DATA", str(glue_root))  # the root until run.py passes data.root
-    cfg = validate({
-        "name": "tiny-t5",
-        "model": {"family": "t5", "name": str(t5_dir), "max_length": 24, "device": "cpu"},
-        "data": {"tasks": ["glue:sst2", "glue:rte"], "caps": {"train": 32, "val": 8, "test": 12}},
-        "train": {"steps": 3, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 2},
-        "eval": {"batch_size": 16, "alphas": [0.0, 0.5, 1.0]},
-        "analysis": {"kernel": True, "similarity": True, "disentangle_pairs": [["glue:sst2", "glue:rte"]],
-                     "disentangle_grid": 3, "disentangle_points": 8},
-    })
-    path = run_experiment(cfg, tmp_path, progress=False, log=lambda *_: None)
-    results = json.loads(path.read_text())
-    assert set(results["paradigms"]) == {"nonlinear", "linear", "attention"}
-    for entry in results["paradigms"].values():
-        seed = entry["seeds"]["0"]
-        assert 0 <= seed["addition"]["absolute"] <= 1 and set(seed["negation"]) == {"sst2", "rte"}
+    results = run_pipeline(tmp_path, family="t5", model_dir=t5_dir, tasks=["glue:sst2", "glue:rte"], root=glue_root,
+                           max_length=24)
     attention = results["paradigms"]["attention"]["selection"]["count"]
     assert attention == 4 * D_MODEL ** 2 * (ENC_LAYERS + 2 * DEC_LAYERS)
-    assert {"similarity", "kernel", "disentangle"} <= set(results["analysis"])
     assert results["tasks"]["rte"]["classes"] == ["entailment", "not_entailment"]
 
 

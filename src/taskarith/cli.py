@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -48,24 +49,31 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     hf_logging.disable_progress_bar()
 
 
+TRUST_PICKLE = typer.Option(False, "--trust-pickle", help="Allow pickled weight files (.pt/.pth/.bin) of a model "
+                            "you trust; they are read as weights only. Without it only safetensors are read.")
+
+
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="Experiment config (YAML)."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.steps=50."),
     seeds: Optional[int] = typer.Option(None, help="Repeat fine-tuning with this many seeds (mean ± std)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/NAME)."),
+    trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
     from .config import load_config
     from .report import write_report
     from .run import run_experiment
 
-    cfg = load_config(config, set_)
+    cfg = load_config(config, [*set_, *(["model.trust_pickle=true"] if trust_pickle else [])])
     if seeds is not None and seeds < 1:
         raise TaskarithError(f"--seeds must be at least 1, got {seeds}")
     run_dir = out or Path("runs") / cfg.name
+    started = time.perf_counter()
     results = run_experiment(cfg, run_dir, seeds=seeds)
     report = write_report(run_dir)
+    typer.echo(f"wall time: {time.perf_counter() - started:.0f} s")
     typer.echo(f"results: {results}")
     typer.echo(f"report:  {report}")
 
@@ -80,28 +88,30 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder holding result
 
 @app.command()
 def finetune(
-    task: str = typer.Option(..., help="An embedded task name, or a labelled .csv/.jsonl file (text,label)."),
+    task: str = typer.Option(..., help="An embedded task name, image:NAME or glue:NAME under the data root, or a "
+                                           "labelled .csv/.jsonl file (text,label)."),
     paradigm: str = typer.Option("nonlinear", help="nonlinear | linear | attention"),
     preset: Optional[str] = typer.Option(None, help="full | attention | attention+bias | attention+mlp | "
                                                     "attention+mlp+bias | regex:PATTERN"),
-    config: Optional[Path] = typer.Option(None, help="YAML config; its model and train sections apply."),
+    config: Optional[Path] = typer.Option(None, help="YAML config; its model, data.root and train sections apply."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.steps=50."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default runs/finetune/TASK/PARADIGM)."),
     max_train: Optional[int] = typer.Option(None, help="Cap the training split (stratified)."),
+    trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Fine-tune one task under one paradigm and write its task vector (resumes if interrupted)."""
     from .config import load_config
     from .finetune.trainer import finetune as run_finetune
     from .finetune.trainer import resolve_paradigm
-    from .models import load_family
+    from .data import resolve_task
+    from .models import load_model
     from .models.heads import zero_shot_head
 
-    cfg = load_config(config, set_)
+    cfg = load_config(config, [*set_, *(["model.trust_pickle=true"] if trust_pickle else [])])
     par = resolve_paradigm(paradigm, preset)
-    from .data import resolve_task
-
-    data = resolve_task(task, seed=cfg.train.seed, caps={"train": max_train} if max_train else None)
-    family = load_family(cfg.model.family, cfg.model.name, max_length=cfg.model.max_length)
+    data = resolve_task(task, seed=cfg.train.seed, root=cfg.data.root,
+                        caps={"train": max_train} if max_train else None)
+    family = load_model(cfg.model)
     head = zero_shot_head(family, data.class_names, data.templates)
     out = out or Path("runs") / "finetune" / data.name / par.name
     vector = run_finetune(family, data.train.texts, data.train.labels, head, par, cfg.train, out, task=data.name)

@@ -36,6 +36,7 @@ class ModelConfig(_Strict):
     name: str = "all-MiniLM-L6-v2"  # a local folder, a cached hub id, or (clip) an open_clip checkpoint file
     max_length: int = Field(128, gt=0)
     device: str = "auto"  # auto: cuda when available, else cpu
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU
     trust_pickle: bool = False  # allow pickled .pt/.pth/.bin checkpoints (read with weights_only)
     tokenizer: str | None = None  # the CLIP tokenizer for an open_clip file (default: the file's folder)
 

@@ -34,11 +34,10 @@ class EvalSet:
 
 def make_evalset(family: Family, inputs: Sequence, labels: Sequence[int], batch_size: int) -> EvalSet:
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]) if isinstance(inputs[i], str) else 0)
-    device = next(family.net.parameters()).device
     batches, ys = [], []
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        batches.append({k: v.to(device) for k, v in family.collate([inputs[i] for i in idx]).items()})
+        batches.append(family.to_device(family.collate([inputs[i] for i in idx])))
         ys.append(torch.as_tensor([labels[i] for i in idx], dtype=torch.long))
     return EvalSet(batches, ys)
 

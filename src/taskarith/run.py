@@ -24,7 +24,7 @@ from .evaluate import (EvalSet, absolute_accuracy, accuracies, choose_alpha, cho
 from .finetune.selection import select
 from .finetune.trainer import finetune, resolve_paradigm
 from .lock import run_lock
-from .models import load_family
+from .models import load_model
 from .models.base import Family
 from .models.heads import zero_shot_head
 from .vectors import TaskVector
@@ -57,7 +57,7 @@ class Experiment:
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, log=print):
         self.cfg, self.run_dir, self.progress, self.log = cfg, Path(run_dir), progress, log
-        self.family: Family = load_family(cfg.model.family, cfg.model.name, max_length=cfg.model.max_length)
+        self.family: Family = load_model(cfg.model)
         self._data: dict[tuple[str, int], TaskData] = {}
         self.sources: dict[str, str] = {}  # task name -> its config entry (a name or a file path)
         for entry in cfg.data.tasks:
@@ -78,8 +78,8 @@ class Experiment:
 
     def _load(self, entry: str, seed: int) -> TaskData:
         d = self.cfg.data
-        return resolve_task(entry, seed=seed, test_fraction=d.test_fraction, val_fraction=d.val_fraction,
-                            val_cap=d.val_cap, caps=dict(d.caps) or None)
+        return resolve_task(entry, seed=seed, root=d.root, test_fraction=d.test_fraction,
+                            val_fraction=d.val_fraction, val_cap=d.val_cap, caps=dict(d.caps) or None)
 
     def data(self, seed: int) -> dict[str, TaskData]:
         """Every task's splits for a seed: test and validation are fixed, the train cap follows the seed."""

@@ -98,17 +98,21 @@ class TaskVector:
     def __neg__(self) -> "TaskVector":
         return self * -1.0
 
+    def _shared(self, other: "TaskVector") -> list[str]:
+        """Names in both with equal shapes, sorted: sums then do not depend on the order tensors were stored in."""
+        return sorted(n for n in self.tensors if n in other.tensors and self.tensors[n].shape == other.tensors[n].shape)
+
     def dot(self, other: "TaskVector") -> float:
-        shared = [n for n in self.tensors if n in other.tensors and self.tensors[n].shape == other.tensors[n].shape]
+        shared = self._shared(other)
         return float(sum(torch.sum(self.tensors[n].double() * other.tensors[n].double()) for n in shared))
 
     def norm(self, names: Sequence[str] | None = None) -> float:
-        names = self.names if names is None else names
+        names = sorted(self.tensors if names is None else names)
         return math.sqrt(float(sum(torch.sum(self.tensors[n].double() ** 2) for n in names)))
 
     def cosine(self, other: "TaskVector") -> float:
         """Cosine similarity over the parameters both vectors share."""
-        shared = [n for n in self.tensors if n in other.tensors and self.tensors[n].shape == other.tensors[n].shape]
+        shared = self._shared(other)
         if not shared:
             raise TaskarithError(f"task vectors {self.label()} and {other.label()} share no parameter")
         denom = self.norm(shared) * other.norm(shared)
@@ -173,7 +177,8 @@ def combine(terms: Sequence[tuple[TaskVector, float]]) -> dict[str, torch.Tensor
         first._check_compatible(tv)
     out = {n: torch.zeros_like(t) for n, t in first.tensors.items()}
     for tv, coef in terms:
-        torch._foreach_add_(list(out.values()), list(tv.tensors.values()), alpha=coef)
+        # by name: a loaded vector keeps its tensors in file order, a freshly trained one in module order
+        torch._foreach_add_(list(out.values()), [tv.tensors[n] for n in out], alpha=coef)
     return out
 
 

@@ -154,6 +154,8 @@ def _flatten(tree: dict[str, list[str]], keys: list[str]) -> Inputs:
 
 
 def _split_tree(task_dir: Path) -> Found:
+    if not (task_dir / "test").is_dir():  # train/ alone: the test split is carved from it
+        return _unsplit_tree(task_dir / "train")
     train, test = _class_tree(task_dir / "train"), _class_tree(task_dir / "test")
     unknown = sorted(set(test) - set(train))
     if unknown:

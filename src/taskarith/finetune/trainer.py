@@ -241,7 +241,7 @@ def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler,
     with _progress(cfg.steps, step, f"{task}/{name}", progress) as bar, peak_memory(device) as memory:
         while step < cfg.steps and (stop_after is None or step - start_step < stop_after):
             idx = batch_indices(len(texts), cfg.batch_size, cfg.seed, step, lengths)
-            batch = {k: v.to(device) for k, v in family.collate([texts[i] for i in idx]).items()}
+            batch = family.to_device(family.collate([texts[i] for i in idx]))
             loss = training_step(trainable, head, batch, labels[idx].to(device), optimizer, scheduler,
                                  cfg.grad_clip)
             if not torch.isfinite(loss):

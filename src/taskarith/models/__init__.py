@@ -51,7 +51,10 @@ def load_model(cfg: "ModelConfig") -> Family:
     options = {"max_length": cfg.max_length, "trust_pickle": cfg.trust_pickle, "tokenizer": cfg.tokenizer}
     cls = FAMILIES.get(cfg.family)
     accepted = inspect.signature(cls).parameters if cls else options  # an unknown family fails in load_family
-    return load_family(cfg.family, cfg.name, device=cfg.device, **{k: v for k, v in options.items() if k in accepted})
+    family = load_family(cfg.family, cfg.name, device=cfg.device,
+                         **{k: v for k, v in options.items() if k in accepted})
+    family.precision = cfg.precision
+    return family
 
 
 __all__ = ["Batch", "Family", "EMBEDDED_MODEL", "TextEncoder", "ClipVision", "T5TextToText", "FAMILIES",

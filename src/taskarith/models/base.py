@@ -7,6 +7,7 @@ the trainer, task vectors, merging and analyses never need to know which family 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from abc import ABC, abstractmethod
 from typing import Any, Mapping, Sequence
@@ -42,14 +43,37 @@ class Family(ABC):
         return self.logit_scale * rep @ head.T
 
     logit_scale: float = 100.0
+    precision: str = "auto"  # auto: bf16 autocast on a CUDA device that supports it, float32 elsewhere
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def uses_bf16(self) -> bool:
+        """bf16 autocast where `precision` asks for it: `auto` on a CUDA device that supports it, never on CPU."""
+        if self.precision == "bf16":
+            return True
+        dev = self.device
+        return self.precision == "auto" and dev.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def to_device(self, batch: Batch) -> Batch:
+        """Move a collated batch to the model; through pinned memory on CUDA, so the copy overlaps compute."""
+        dev = self.device
+        if dev.type == "cuda":
+            return {k: v.pin_memory().to(dev, non_blocking=True) for k, v in batch.items()}
+        return {k: v.to(dev) for k, v in batch.items()}
 
     def represent(self, batch: Batch, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """f(x; θ); `params` overrides some or all of the module's parameters by name."""
-        if params is None:
-            outputs = self.net(**batch)
-        else:
-            outputs = functional_call(self.net, dict(params), args=(), kwargs=batch, strict=False)
-        return self.pool(outputs, batch)
+        """f(x; θ); `params` overrides some or all of the module's parameters by name. Under autocast the
+        representation comes back in float32, so heads, losses and distances stay in full precision."""
+        bf16 = self.uses_bf16()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            if params is None:
+                outputs = self.net(**batch)
+            else:
+                outputs = functional_call(self.net, dict(params), args=(), kwargs=batch, strict=False)
+            rep = self.pool(outputs, batch)
+        return rep.float() if bf16 else rep
 
     def named_weights(self) -> dict[str, torch.Tensor]:
         return dict(self.net.named_parameters())

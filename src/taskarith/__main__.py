@@ -1,0 +1,5 @@
+"""`python -m taskarith`: the same entry point as the `taskarith` command."""
+
+from .cli import main
+
+main()
