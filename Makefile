@@ -28,8 +28,10 @@ test-all: install
 	-$(TASKARITH) data fetch
 	$(PY) -m pytest -m ""
 
+# Each benchmark prints ratios measured side by side in one process and ends with one JSON line.
 bench: install
-	$(PY) benchmarks/step_time.py
+	-$(TASKARITH) data fetch
+	for b in step_time eval_sweep disentangle_grid utilisation; do $(PY) benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs

@@ -27,6 +27,7 @@ def setup_threads() -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
+    logging.disable_progress_bar()  # weight-loading bars would bury the figures
 
 
 def model(max_length: int = 64) -> TextEncoder:
