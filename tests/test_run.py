@@ -121,3 +121,23 @@ def test_a_locked_run_folder_is_refused_and_a_dead_holder_is_taken_over(tmp_path
         holder.wait()
     with run_lock(tmp_path):  # the dead holder's lock is stale and taken over
         pass
+
+
+def test_zero_combinations_reuse_the_base_accuracy_and_match_a_full_sweep(tiny_model_dir, csv_tasks, tmp_path):
+    from taskarith.evaluate import accuracies
+
+    exp = Experiment(tiny_config(tiny_model_dir, csv_tasks), tmp_path, progress=False, log=lambda *_: None)
+    t = exp.tasks[0]
+    for paradigm in ("nonlinear", "linear"):
+        tv = exp.vector(0, paradigm, t)
+        combos = [[0.0], [0.5], [-0.0], [1.0]]
+        want = accuracies(exp.family, [tv], combos, exp.evalsets[t]["val"], exp.heads[t])
+        assert list(exp._acc([tv], combos, t, "val")) == list(want)
+    from taskarith.evaluate import sweep
+
+    before = exp.pretrained()["val"][t]
+    evalset, preds = exp.evalsets[t]["val"], []
+    sweep(exp.family, [], [[]], evalset,
+          lambda c, b, rep: preds.append(exp.family.logits(rep, exp.heads[t]).argmax(-1)))
+    evalset.labels = preds  # new labels, θ0's own predictions: the cached accuracy must not be reused
+    assert before < 1 and exp._acc([], [[]], t, "val")[0] == 1
