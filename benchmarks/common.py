@@ -19,11 +19,15 @@ from taskarith.data import load_task  # noqa: E402
 from taskarith.finetune.selection import select  # noqa: E402
 from taskarith.models import TextEncoder  # noqa: E402
 from taskarith.models.heads import zero_shot_head  # noqa: E402
+from taskarith.resources import keep_freed_memory  # noqa: E402
 from taskarith.vectors import TaskVector  # noqa: E402
 
 
-def setup_threads() -> None:
+def setup_threads(keep_memory: bool = True) -> None:
+    """The process settings the CLI uses; `keep_memory=False` leaves glibc's defaults, for comparison."""
     torch.set_flush_denormal(True)
+    if keep_memory:
+        keep_freed_memory()
     from transformers.utils import logging
 
     logging.set_verbosity_error()

@@ -5,7 +5,8 @@ Timings interleave the paradigms round by round so that drift in the machine hit
 Peak memory is each paradigm's own peak RSS, measured in a fresh child process. Each step's FLOPs are
 counted with torch's FlopCounterMode: their ratio is the compute bound of the time ratio (attention-only
 skips the MLP's and embeddings' weight gradients, linearized adds the tangent pass).
-Ends with one JSON line of its figures.
+Each paradigm is timed twice: first with glibc's allocator defaults, then with the allocator settings the
+CLI uses (taskarith.resources.keep_freed_memory), and the speed-up is printed. Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import common
 from taskarith.config import TrainConfig
 from taskarith.finetune.trainer import Trainable, make_optimizer, resolve_paradigm, training_step
 from taskarith.models import TextEncoder
+from taskarith.resources import keep_freed_memory
 
 PARADIGMS = ("nonlinear", "attention", "linear")
 
@@ -70,21 +72,8 @@ def step_flops(run) -> int:
     return counter.get_total_flops()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=3, help="steps timed per paradigm per round")
-    args = ap.parse_args()
-    common.setup_threads()
-
-    family = TextEncoder(max_length=args.tokens)
-    flops = {}
-    for p in PARADIGMS:
-        run, trainable = step_fn(p, args.batch, args.tokens, family)
-        flops[p] = step_flops(run)
-        trainable.close()
+def measure(family, args) -> dict[str, float]:
+    """Median seconds per step of each paradigm, the paradigms interleaved round by round."""
     times: dict[str, list[float]] = {p: [] for p in PARADIGMS}
     for r in range(args.rounds + 1):  # round 0 warms up and is discarded
         for p in PARADIGMS:
@@ -96,19 +85,39 @@ def main() -> None:
             if r:
                 times[p].append((time.perf_counter() - start) / args.steps)
             trainable.close()
-    sec = {p: statistics.median(v) for p, v in times.items()}
+    return {p: statistics.median(v) for p, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=3, help="steps timed per paradigm per round")
+    args = ap.parse_args()
+    common.setup_threads(keep_memory=False)  # glibc's defaults first: keep_freed_memory cannot be undone
+
+    family = TextEncoder(max_length=args.tokens)
+    flops = {}
+    for p in PARADIGMS:
+        run, trainable = step_fn(p, args.batch, args.tokens, family)
+        flops[p] = step_flops(run)
+        trainable.close()
+    default = measure(family, args)
+    keep_freed_memory()
+    sec = measure(family, args)
     mem = {p: peak_rss_child(p, args.batch, args.tokens, 3) for p in PARADIGMS}
     print(f"batch {args.batch} x {args.tokens} tokens, {torch.get_num_threads()} threads, median of {args.rounds} rounds")
-    print(f"{'paradigm':12}{'s/step':>10}{'GFLOP/step':>12}{'peak RSS MiB':>15}")
+    print(f"{'paradigm':12}{'s/step':>10}{'GFLOP/step':>12}{'peak RSS MiB':>15}{'glibc defaults / ours':>24}")
     for p in PARADIGMS:
-        print(f"{p:12}{sec[p]:>10.3f}{flops[p] / 1e9:>12.1f}{mem[p] / 2**20:>15.0f}")
+        print(f"{p:12}{sec[p]:>10.3f}{flops[p] / 1e9:>12.1f}{mem[p] / 2**20:>15.0f}{default[p] / sec[p]:>24.2f}")
     ratios = {f"{p}/nonlinear": sec[p] / sec["nonlinear"] for p in ("attention", "linear")}
     bounds = {f"{p}/nonlinear": flops[p] / flops["nonlinear"] for p in ("attention", "linear")}
     for k in ratios:
         print(f"{k:22} time {ratios[k]:.2f}   FLOP bound {bounds[k]:.2f}")
     print(json.dumps({"benchmark": "step_time", "batch": args.batch, "tokens": args.tokens,
-                      "seconds_per_step": sec, "flops_per_step": flops, "peak_rss_bytes": mem,
-                      "ratios": ratios, "flop_bounds": bounds}))
+                      "seconds_per_step": sec, "seconds_per_step_glibc_defaults": default,
+                      "flops_per_step": flops, "peak_rss_bytes": mem, "ratios": ratios, "flop_bounds": bounds}))
 
 
 if __name__ == "__main__":

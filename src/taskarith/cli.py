@@ -169,8 +169,11 @@ def data_fetch(names: List[str] = typer.Argument(None, help="Tasks to fetch (all
 def main() -> None:
     import torch
 
+    from .resources import keep_freed_memory
+
     # denormal floats slow CPU kernels several-fold and carry no signal at these scales
     torch.set_flush_denormal(True)
+    keep_freed_memory()
     app()
 
 
