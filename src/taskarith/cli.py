@@ -121,6 +121,24 @@ def finetune(
     typer.echo(str(out / "vector.safetensors"))
 
 
+@vector_app.command("merge")
+def vector_merge(
+    paths: List[Path] = typer.Argument(..., help="Task vectors of one base and paradigm."),
+    rule: str = typer.Option("ties", help="task_arithmetic | ties | dare | dare_ties"),
+    density: float = typer.Option(0.2, help="Share of entries TIES and DARE keep."),
+    seed: int = typer.Option(0, help="Seed of DARE's random drops."),
+    out: Path = typer.Option(..., help="Where to write the merged task vector (.safetensors)."),
+) -> None:
+    """Merge task vectors into one (apply it with one α like any task vector)."""
+    from .merge import merge_vectors
+    from .vectors import TaskVector
+
+    merged = merge_vectors([TaskVector.load(p) for p in paths], rule, density=density, seed=seed)
+    merged.save(out)
+    typer.echo(f"{merged.meta['task']}: norm {merged.norm():.6g}")
+    typer.echo(str(out))
+
+
 @vector_app.command("info")
 def vector_info(path: Path, as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON.")) -> None:
     """Show a task vector's metadata, size and norm."""

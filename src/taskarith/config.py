@@ -68,6 +68,8 @@ class EvalConfig(_Strict):
     negation: bool = True
     negation_control: str | None = None
     negation_keep: float = Field(0.95, gt=0, le=1)
+    merges: list[Literal["ties", "dare", "dare_ties"]] = Field(default_factory=list)  # compared with the plain sum
+    merge_density: float = Field(0.2, gt=0, le=1)  # share of entries TIES and DARE keep
 
     @field_validator("alphas")
     @classmethod

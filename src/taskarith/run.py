@@ -24,6 +24,7 @@ from .evaluate import (EvalSet, absolute_accuracy, accuracies, choose_alpha, cho
 from .finetune.selection import select
 from .finetune.trainer import finetune, resolve_paradigm
 from .lock import run_lock
+from .merge import merge_vectors
 from .models import load_model
 from .models.base import Family
 from .models.heads import zero_shot_head
@@ -134,8 +135,22 @@ class Experiment:
         individual = {split: {t: float(self._acc([vectors[t]], [[1.0]], t, split)[0]) for t in self.tasks}
                       for split in ("val", "test")}
         ordered = [vectors[t] for t in self.tasks]
-        combos = [[a] * len(ordered) for a in alphas]
-        sweep = {split: {t: self._acc(ordered, combos, t, split) for t in self.tasks} for split in ("val", "test")}
+        result = {"individual": individual,
+                  "addition": self._unified(ordered, [[a] * len(ordered) for a in alphas], individual)}
+        if self.cfg.eval.merges:
+            seed = next(iter(vectors.values())).meta.get("train_config", {}).get("seed", 0)
+            result["merges"] = {
+                rule: self._unified([merge_vectors(ordered, rule, density=self.cfg.eval.merge_density, seed=seed)],
+                                    [[a] for a in alphas], individual)
+                for rule in self.cfg.eval.merges}
+        if self.cfg.eval.negation and len(self.tasks) > 1:
+            result["negation"] = {t: self.negate(vectors[t], t, pretrained) for t in self.tasks}
+        return result
+
+    def _unified(self, vectors: list[TaskVector], combos: list[list[float]], individual: dict) -> dict:
+        """One model per α (combos[i] scales `vectors` for alphas[i]); α chosen on validation, reported on test."""
+        alphas = self.cfg.eval.alphas
+        sweep = {split: {t: self._acc(vectors, combos, t, split) for t in self.tasks} for split in ("val", "test")}
         curve = {}
         for i, a in enumerate(alphas):
             point = {}
@@ -147,15 +162,8 @@ class Experiment:
         alpha = choose_alpha(alphas, [curve[_alpha_key(a)]["val_norm"] for a in alphas])
         i = alphas.index(alpha)
         unified_test = {t: float(sweep["test"][t][i]) for t in self.tasks}
-        result = {
-            "individual": individual,
-            "addition": {"alpha": alpha, "curve": curve, "test": unified_test,
-                         "absolute": absolute_accuracy(unified_test),
-                         "normalized": normalized_accuracy(unified_test, individual["test"])},
-        }
-        if self.cfg.eval.negation and len(self.tasks) > 1:
-            result["negation"] = {t: self.negate(vectors[t], t, pretrained) for t in self.tasks}
-        return result
+        return {"alpha": alpha, "curve": curve, "test": unified_test, "absolute": absolute_accuracy(unified_test),
+                "normalized": normalized_accuracy(unified_test, individual["test"])}
 
     def negate(self, tv: TaskVector, target: str, pretrained: dict) -> dict:
         """Ilharco's protocol: θ0 − α τ; α lowers the target most while control keeps >= 95%."""
@@ -192,6 +200,8 @@ def summarize(seeds: dict[str, dict], tasks: list[str]) -> dict:
         "individual": _mean_std([float(np.mean(list(r["individual"]["test"].values()))) for r in runs]),
         "per_task": {t: {"individual": _mean_std([r["individual"]["test"][t] for r in runs]),
                          "unified": _mean_std([r["addition"]["test"][t] for r in runs])} for t in tasks},
+        "merges": {rule: {k: _mean_std([r["merges"][rule][k] for r in runs]) for k in ("absolute", "normalized")}
+                   for rule in runs[0].get("merges", {})},
     }
 
 

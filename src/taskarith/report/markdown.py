@@ -52,6 +52,18 @@ def addition(results: Mapping) -> str:
               "test accuracy played no part in the choice.\n")
 
 
+def merges(results: Mapping) -> str:
+    if not tables.has_merges(results):
+        return ""
+    density = results.get("config", {}).get("eval", {}).get("merge_density")
+    return ("## Merge rules\n\n"
+            "Each paradigm's task vectors merged by other rules, then scaled by one α chosen on validation as "
+            "for task addition. TIES keeps each vector's largest entries, elects a sign per entry and averages "
+            "the entries that agree; DARE drops entries at random and rescales the rest"
+            + (f" (both keep a share {density:g} of the entries)" if density is not None else "") + ".\n\n"
+            + tables.merges_table(results))
+
+
 def per_task(results: Mapping) -> str:
     return ("## Per-task accuracies\n\n"
             "Test accuracy (%) per task: zero-shot, each task's own fine-tuned model (individual), and the "
@@ -152,8 +164,8 @@ def footer() -> str:
 
 def render(results: Mapping, draw: Draw) -> str:
     analysis = results.get("analysis") or {}
-    sections = [header(results), addition(results), per_task(results), individual(results, draw),
-                alpha_sweep(results, draw), negation(results)]
+    sections = [header(results), addition(results), merges(results), per_task(results),
+                individual(results, draw), alpha_sweep(results, draw), negation(results)]
     if analysis.get("similarity"):
         sections.append(similarity(analysis["similarity"], draw))
     if analysis.get("efficiency"):

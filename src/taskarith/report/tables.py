@@ -89,6 +89,28 @@ def addition_table(results: Mapping) -> str:
     return table(["Method", "Absolute (%)", "Normalized (%)", "α chosen"], rows)
 
 
+MERGE_LABELS = {"ties": "TIES", "dare": "DARE", "dare_ties": "DARE + TIES"}
+
+
+def has_merges(results: Mapping) -> bool:
+    return any(entry["summary"].get("merges") for entry in results["paradigms"].values())
+
+
+def merges_table(results: Mapping) -> str:
+    """Each paradigm's vectors merged by the plain sum (task arithmetic) and by every other rule of the run."""
+    several = several_seeds(results)
+    rows = []
+    for name in paradigm_names(results["paradigms"]):
+        entry = results["paradigms"][name]
+        seeds = [entry["seeds"][s] for s in seed_keys(results)]
+        rules = [("Task arithmetic", entry["summary"], [r["addition"]["alpha"] for r in seeds])]
+        rules += [(MERGE_LABELS.get(rule, rule), summary, [r["merges"][rule]["alpha"] for r in seeds])
+                  for rule, summary in entry["summary"].get("merges", {}).items()]
+        rows += [[label(name, entry), rule, stat(summary["absolute"], several), stat(summary["normalized"], several),
+                  alpha_list(alphas)] for rule, summary, alphas in rules]
+    return table(["Paradigm", "Merge rule", "Absolute (%)", "Normalized (%)", "α chosen"], rows, "llrrr")
+
+
 def per_task_table(results: Mapping) -> str:
     """Test accuracy per task: zero-shot, then each paradigm's individual and unified models."""
     several = several_seeds(results)
