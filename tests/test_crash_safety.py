@@ -15,8 +15,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from taskarith.config import validate
+from test_run import tiny_config
+
 from taskarith.run import run_experiment
+
+SMALL = {"caps": {"train": 32, "val": 8, "test": 12}}
 
 
 def accuracy_numbers(results_path: Path) -> dict:
@@ -42,14 +45,8 @@ def assert_same_vectors(run: Path, reference: Path) -> None:
 
 
 def test_same_config_and_seed_give_identical_results(tiny_model_dir, csv_tasks, tmp_path):
-    cfg = validate({
-        "name": "determinism",
-        "model": {"name": str(tiny_model_dir), "max_length": 16, "device": "cpu"},
-        "data": {"tasks": csv_tasks, "caps": {"train": 32, "val": 8, "test": 12}},
-        "train": {"steps": 4, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 2},
-        "eval": {"batch_size": 16, "alphas": [0.0, 0.5, 1.0]},
-        "analysis": {"similarity": False, "efficiency": False},
-    })
+    cfg = tiny_config(tiny_model_dir, csv_tasks, data=SMALL, eval={"alphas": [0.0, 0.5, 1.0]},
+                      analysis={"similarity": False, "efficiency": False})
     first = run_experiment(cfg, tmp_path / "a", progress=False, log=lambda *_: None)
     second = run_experiment(cfg, tmp_path / "b", progress=False, log=lambda *_: None)
     numbers = accuracy_numbers(first)
@@ -77,16 +74,11 @@ def _finish(proc: subprocess.Popen, out: Path) -> None:
 
 def test_a_run_killed_at_random_moments_resumes_to_identical_vectors(tiny_model_dir, csv_tasks, tmp_path):
     config = tmp_path / "kill.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "kill",
-        "model": {"name": str(tiny_model_dir), "max_length": 16, "device": "cpu"},
-        "data": {"tasks": csv_tasks, "caps": {"train": 32, "val": 8, "test": 12}},
-        "paradigms": ["nonlinear", "linear", "attention"],
-        # a checkpoint after every step, so kills land between, during and after checkpoint writes
-        "train": {"steps": 12, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 1},
-        "eval": {"batch_size": 16, "alphas": [0.0, 0.5, 1.0], "negation": False},
-        "analysis": {"similarity": False, "efficiency": False},
-    }))
+    # a checkpoint after every step, so kills land between, during and after checkpoint writes
+    cfg = tiny_config(tiny_model_dir, csv_tasks, data=SMALL, train={"steps": 12, "checkpoint_every": 1},
+                      eval={"alphas": [0.0, 0.5, 1.0], "negation": False},
+                      analysis={"similarity": False, "efficiency": False})
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     started = time.perf_counter()
     proc = _cli_run(config, reference)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_run import tiny_config
 
 from taskarith.errors import TaskarithError
 from taskarith.merge import dare, magnitude_prune, merge_vectors, random_prune, sign_elect, task_arithmetic, ties
@@ -105,8 +106,6 @@ def test_vector_merge_command(tmp_path):
 
 
 def test_run_reports_every_merge_rule(tiny_model_dir, csv_tasks, tmp_path):
-    from test_run import tiny_config
-
     from taskarith.report import load_results, write_report
     from taskarith.run import run_experiment
 

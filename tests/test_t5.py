@@ -108,6 +108,17 @@ def test_scores_are_teacher_forced_log_likelihoods():
         family.collate(["plain text without label words"])
 
 
+def test_bf16_precision_reaches_the_scorer():
+    family = t5_family()
+    batch = family.collate(sst2_prompts())
+    with torch.no_grad():
+        full = family.represent(batch)
+        family.precision = "bf16"
+        half = family.represent(batch)
+    assert half.dtype == torch.float32 and not torch.equal(half, full)
+    assert torch.allclose(half, full, atol=0.5)
+
+
 def test_attention_preset_covers_self_and_cross_attention():
     from taskarith.finetune.selection import select
 

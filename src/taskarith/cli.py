@@ -53,6 +53,13 @@ TRUST_PICKLE = typer.Option(False, "--trust-pickle", help="Allow pickled weight 
                             "you trust; they are read as weights only. Without it only safetensors are read.")
 
 
+def _load_config(config: Optional[Path], overrides: List[str], trust_pickle: bool):
+    """The config with its --set overrides; --trust-pickle is the override model.trust_pickle=true."""
+    from .config import load_config
+
+    return load_config(config, [*overrides, *(["model.trust_pickle=true"] if trust_pickle else [])])
+
+
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="Experiment config (YAML)."),
@@ -62,11 +69,10 @@ def run(
     trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
-    from .config import load_config
     from .report import write_report
     from .run import run_experiment
 
-    cfg = load_config(config, [*set_, *(["model.trust_pickle=true"] if trust_pickle else [])])
+    cfg = _load_config(config, set_, trust_pickle)
     if seeds is not None and seeds < 1:
         raise TaskarithError(f"--seeds must be at least 1, got {seeds}")
     run_dir = out or Path("runs") / cfg.name
@@ -100,14 +106,13 @@ def finetune(
     trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Fine-tune one task under one paradigm and write its task vector (resumes if interrupted)."""
-    from .config import load_config
     from .finetune.trainer import finetune as run_finetune
     from .finetune.trainer import resolve_paradigm
     from .data import resolve_task
     from .models import load_model
     from .models.heads import zero_shot_head
 
-    cfg = load_config(config, [*set_, *(["model.trust_pickle=true"] if trust_pickle else [])])
+    cfg = _load_config(config, set_, trust_pickle)
     par = resolve_paradigm(paradigm, preset)
     data = resolve_task(task, seed=cfg.train.seed, root=cfg.data.root,
                         caps={"train": max_train} if max_train else None)

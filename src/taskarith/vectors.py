@@ -170,11 +170,16 @@ class TaskVector:
         return cls(tensors, meta)
 
 
+def check_compatible(vectors: Sequence[TaskVector]) -> None:
+    """Every vector shares the first one's base, paradigm kind, names, shapes and dtypes."""
+    for tv in vectors[1:]:
+        vectors[0]._check_compatible(tv)
+
+
 def combine(terms: Sequence[tuple[TaskVector, float]]) -> dict[str, torch.Tensor]:
     """Σ α_t τ_t as a plain tensor dict (names must agree)."""
     first = terms[0][0]
-    for tv, _ in terms[1:]:
-        first._check_compatible(tv)
+    check_compatible([tv for tv, _ in terms])
     out = {n: torch.zeros_like(t) for n, t in first.tensors.items()}
     for tv, coef in terms:
         # by name: a loaded vector keeps its tensors in file order, a freshly trained one in module order

@@ -179,7 +179,7 @@ def finetune(
     selection = select(family.net, paradigm.preset)
     base_hash = family.fingerprint(selection.names)
     run_id = _run_fingerprint(cfg, paradigm, task, base_hash, len(texts))
-    device = next(family.net.parameters()).device
+    device = family.device
     head = head.to(device)
     labels_t = torch.as_tensor(list(labels), dtype=torch.long)
     ckpt = out_dir / "checkpoint.safetensors"

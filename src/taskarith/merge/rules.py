@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import TaskarithError
-from ..vectors import TaskVector
+from ..vectors import TaskVector, check_compatible
 
 
 def magnitude_prune(stack: torch.Tensor, density: float) -> torch.Tensor:
@@ -77,9 +77,8 @@ def merge_vectors(vectors: Sequence[TaskVector], rule: str, *, density: float = 
         raise TaskarithError(f"merge density must lie in (0, 1], got {density}")
     if not vectors:
         raise TaskarithError("nothing to merge: no task vectors given")
+    check_compatible(vectors)
     first = vectors[0]
-    for tv in vectors[1:]:
-        first._check_compatible(tv)
     generator = torch.Generator().manual_seed(seed)
     fn = MERGE_RULES[rule]
     tensors = {}

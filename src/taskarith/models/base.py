@@ -68,12 +68,16 @@ class Family(ABC):
         representation comes back in float32, so heads, losses and distances stay in full precision."""
         bf16 = self.uses_bf16()
         with torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            if params is None:
-                outputs = self.net(**batch)
-            else:
-                outputs = functional_call(self.net, dict(params), args=(), kwargs=batch, strict=False)
-            rep = self.pool(outputs, batch)
+            rep = self._forward(batch, params)
         return rep.float() if bf16 else rep
+
+    def _forward(self, batch: Batch, params: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+        """f(x; θ) in whatever precision `represent` set up; a family with its own forward overrides this."""
+        if params is None:
+            outputs = self.net(**batch)
+        else:
+            outputs = functional_call(self.net, dict(params), args=(), kwargs=batch, strict=False)
+        return self.pool(outputs, batch)
 
     def named_weights(self) -> dict[str, torch.Tensor]:
         return dict(self.net.named_parameters())

@@ -202,7 +202,7 @@ class ClipVision(Family):
     @torch.no_grad()
     def zero_shot_head(self, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         tower, tokenizer = self._text()
-        device = next(self.net.parameters()).device
+        device = self.device
         tower.to(device).eval()
         length = min(self.max_length, tower.config.max_position_embeddings)
         prompts = [t.format(name) for name in class_names for t in templates]

@@ -92,7 +92,7 @@ class T5TextToText(Family):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                 "choice_ids": choice_ids, "choice_mask": choice_mask}
 
-    def represent(self, batch: Batch, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def _forward(self, batch: Batch, params: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
         if params is None:
             return self.pool(self._scorer(**batch), batch)
         return self.pool(functional_call(self._scorer, dict(params), args=(), kwargs=batch, strict=False), batch)
