@@ -45,11 +45,12 @@ def step_fn(paradigm: str, batch_size: int, tokens: int, family=None):
     family = family or TextEncoder(max_length=tokens)
     head = torch.nn.functional.normalize(torch.randn(4, family.net.config.hidden_size), dim=-1)
     batch, labels = make_batch(family, batch_size, tokens)
-    trainable = Trainable(family, resolve_paradigm(paradigm))
-    optimizer, scheduler = make_optimizer(trainable, TrainConfig(steps=10_000, warmup_steps=0))
+    cfg = TrainConfig(steps=10_000, warmup_steps=0)
+    trainable = Trainable(family, resolve_paradigm(paradigm), cfg.decay_toward)
+    optimizer, scheduler = make_optimizer(trainable, cfg)
 
     def run() -> None:
-        training_step(trainable, head, batch, labels, optimizer, scheduler, 1.0)
+        training_step(trainable, head, batch, labels, optimizer, scheduler, cfg.grad_clip, cfg.weight_decay)
 
     return run, trainable
 

@@ -25,6 +25,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(128, gt=0)
     lr: float = Field(1e-5, gt=0, lt=3.4e38)  # float32's largest: AdamW cannot take a larger step size
     weight_decay: float = Field(0.1, ge=0)
+    # what the decay pulls the weights toward. zero: θ itself, as the paper's code does for every paradigm
+    # (its linear model trains θ0 + τ); base: θ0, which is decay on τ
+    decay_toward: Literal["zero", "base"] = "zero"
     warmup_steps: int = Field(200, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
     checkpoint_every: int = Field(100, gt=0)
@@ -65,6 +68,8 @@ def _default_alphas() -> list[float]:
 class EvalConfig(_Strict):
     alphas: list[float] = Field(default_factory=_default_alphas, min_length=1)
     batch_size: int = Field(64, gt=0)
+    # test at every α draws the test curve of accuracy against α; off, test is scored at the chosen α only
+    test_curve: bool = True
     negation: bool = True
     negation_control: str | None = None
     negation_keep: float = Field(0.95, gt=0, le=1)

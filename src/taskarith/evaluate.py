@@ -134,6 +134,12 @@ def choose_alpha(alphas: Sequence[float], val_scores: Sequence[float]) -> float:
     return float(alphas[int(np.argmax(np.asarray(val_scores)))])
 
 
+def tied_alphas(val_scores: Sequence[float]) -> int:
+    """How many α share the best validation score (1: no tie; more: the tie-break chose)."""
+    scores = np.asarray(val_scores)
+    return int(np.isclose(scores, scores.max(), rtol=0, atol=1e-12).sum())
+
+
 def choose_negation_alpha(alphas: Sequence[float], target: Sequence[float], control: Sequence[float],
                           pretrained_control: float, keep: float = 0.95) -> float:
     """The α that lowers target accuracy most while control stays >= keep × pre-trained control."""

@@ -1,4 +1,8 @@
-"""Peak memory of a piece of work: process peak RSS on CPU, the CUDA allocator's peak on GPU."""
+"""Peak memory of a piece of work: process peak RSS on CPU, the CUDA allocator's peak on GPU.
+
+A long run's process keeps growing (heads, evaluation sets, cached vectors), so the absolute peak also
+counts what earlier work left resident. The work's own figure is its increase over a baseline read just
+before it starts: the memory the work itself needed."""
 
 from __future__ import annotations
 
@@ -54,6 +58,11 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def current_rss() -> int:
+    """This process's resident-set size in bytes now."""
+    return _status_kib("VmRSS") * 1024
+
+
 def peak_rss() -> int:
     """This process's resident-set high-water mark in bytes (since the last reset)."""
     hwm = _status_kib("VmHWM")
@@ -72,12 +81,20 @@ class _Peak:
         self.peak = 0
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        elif not reset_peak_rss():
-            self.kind = "process_peak_rss_since_start"
+            self.baseline = torch.cuda.memory_allocated(device)
+        else:
+            if not reset_peak_rss():
+                self.kind = "process_peak_rss_since_start"
+            self.baseline = current_rss()
 
     def sample(self) -> None:
         now = torch.cuda.max_memory_allocated(self.device) if self.cuda else peak_rss()
         self.peak = max(self.peak, now)
+
+    @property
+    def increase(self) -> int:
+        """The peak above the baseline: what the work itself added."""
+        return max(0, self.peak - self.baseline)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from .config import ExperimentConfig
 from .data import TaskData, resolve_task
 from .errors import TaskarithError
 from .evaluate import (EvalSet, absolute_accuracy, accuracies, choose_alpha, choose_negation_alpha,
-                       make_evalset, normalized_accuracy)
+                       make_evalset, normalized_accuracy, tied_alphas)
 from .finetune.selection import select
 from .finetune.trainer import finetune, resolve_paradigm
 from .lock import run_lock
@@ -148,21 +148,29 @@ class Experiment:
         return result
 
     def _unified(self, vectors: list[TaskVector], combos: list[list[float]], individual: dict) -> dict:
-        """One model per α (combos[i] scales `vectors` for alphas[i]); α chosen on validation, reported on test."""
+        """One model per α (combos[i] scales `vectors` for alphas[i]); α chosen on validation, reported on test.
+
+        With `eval.test_curve` off, test is scored at the chosen α only: the curve is validation's."""
         alphas = self.cfg.eval.alphas
-        sweep = {split: {t: self._acc(vectors, combos, t, split) for t in self.tasks} for split in ("val", "test")}
+        splits = ("val", "test") if self.cfg.eval.test_curve else ("val",)
+        sweep = {split: {t: self._acc(vectors, combos, t, split) for t in self.tasks} for split in splits}
         curve = {}
         for i, a in enumerate(alphas):
             point = {}
-            for split in ("val", "test"):
+            for split in splits:
                 unified = {t: float(sweep[split][t][i]) for t in self.tasks}
                 point[f"{split}_abs"] = absolute_accuracy(unified)
                 point[f"{split}_norm"] = normalized_accuracy(unified, individual[split])
             curve[_alpha_key(a)] = point
-        alpha = choose_alpha(alphas, [curve[_alpha_key(a)]["val_norm"] for a in alphas])
+        val_scores = [curve[_alpha_key(a)]["val_norm"] for a in alphas]
+        alpha = choose_alpha(alphas, val_scores)
         i = alphas.index(alpha)
-        unified_test = {t: float(sweep["test"][t][i]) for t in self.tasks}
-        return {"alpha": alpha, "curve": curve, "test": unified_test, "absolute": absolute_accuracy(unified_test),
+        if self.cfg.eval.test_curve:
+            unified_test = {t: float(sweep["test"][t][i]) for t in self.tasks}
+        else:
+            unified_test = {t: float(self._acc(vectors, [combos[i]], t, "test")[0]) for t in self.tasks}
+        return {"alpha": alpha, "alpha_ties": tied_alphas(val_scores), "curve": curve, "test": unified_test,
+                "absolute": absolute_accuracy(unified_test),
                 "normalized": normalized_accuracy(unified_test, individual["test"])}
 
     def negate(self, tv: TaskVector, target: str, pretrained: dict) -> dict:
@@ -228,7 +236,8 @@ def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool
     log(f"model {cfg.model.name}; tasks {', '.join(exp.tasks)}; paradigms {', '.join(cfg.paradigms)}; "
         f"{n_seeds} seed(s)")
     pretrained = exp.pretrained()
-    timings = {"finetune_seconds": 0.0, "evaluate_seconds": 0.0}
+    timings: dict = {"finetune_seconds": 0.0, "evaluate_seconds": 0.0,
+                     "per_seed": {str(s): {"finetune_seconds": 0.0, "evaluate_seconds": 0.0} for s in range(n_seeds)}}
     paradigms: dict[str, dict] = {}
     all_vectors: dict[str, dict[int, dict[str, TaskVector]]] = {}
     for paradigm in cfg.paradigms:
@@ -240,8 +249,9 @@ def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool
             t1 = time.perf_counter()
             log(f"evaluating {paradigm} (seed {seed})")
             result = exp.evaluate(vectors, pretrained)
-            timings["finetune_seconds"] += t1 - t0
-            timings["evaluate_seconds"] += time.perf_counter() - t1
+            for bucket in (timings, timings["per_seed"][str(seed)]):
+                bucket["finetune_seconds"] += t1 - t0
+                bucket["evaluate_seconds"] += time.perf_counter() - t1
             result["training"] = {t: {**tv.meta["training"], "steps": tv.meta["train_config"]["steps"]}
                                   for t, tv in vectors.items()}
             result["vectors"] = {t: str(vector_path(seed, paradigm, t)) for t in exp.tasks}
@@ -255,7 +265,9 @@ def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool
 
     from .analysis.suite import run_analyses
 
+    analysed = time.perf_counter()
     analysis = run_analyses(exp, all_vectors, paradigms, log=log)
+    timings["analysis_seconds"] = time.perf_counter() - analysed
     timings["total_seconds"] = time.perf_counter() - started
     results = {
         "schema": RESULTS_SCHEMA,

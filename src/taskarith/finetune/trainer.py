@@ -92,8 +92,11 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
 class Trainable:
     """What one paradigm trains, set up on the module; `close()` puts θ0 and requires_grad back."""
 
-    def __init__(self, family: Family, paradigm: Paradigm):
+    def __init__(self, family: Family, paradigm: Paradigm, decay_toward: str = "zero"):
         self.family, self.paradigm = family, paradigm
+        # AdamW decays what it trains (θ, or τ when linear) toward zero; the other target is decayed by hand:
+        # +1 pulls θ toward θ0 (non-linear, base), −1 pulls θ0 + τ toward zero (linear, zero)
+        self.decay_sign = {(False, "base"): 1.0, (True, "zero"): -1.0}.get((paradigm.linear, decay_toward), 0.0)
         self.selection: Selection = select(family.net, paradigm.preset)
         self.params = dict(family.net.named_parameters())
         self._requires = {n: p.requires_grad for n, p in self.params.items()}
@@ -115,6 +118,15 @@ class Trainable:
             return linearized_represent(self.family, batch, self.theta0, self.tensors)
         return self.family.represent(batch)
 
+    def decay(self, lr: float, weight_decay: float) -> None:
+        """Decoupled weight decay toward the target AdamW cannot express: x ← (1 − lr·wd)·x ± lr·wd·θ0."""
+        if not self.decay_sign or not weight_decay:
+            return
+        with torch.no_grad():
+            tensors = list(self.tensors.values())
+            torch._foreach_mul_(tensors, 1.0 - lr * weight_decay)
+            torch._foreach_add_(tensors, [self.theta0[n] for n in self.tensors], alpha=self.decay_sign * lr * weight_decay)
+
     def delta(self) -> dict[str, torch.Tensor]:
         """τ: the trained tangent for linear, θ_t − θ0 otherwise."""
         with torch.no_grad():
@@ -132,13 +144,14 @@ class Trainable:
 
 
 def make_optimizer(trainable: Trainable, cfg: TrainConfig):
-    optimizer = torch.optim.AdamW(list(trainable.tensors.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    in_optimizer = 0.0 if trainable.decay_sign else cfg.weight_decay
+    optimizer = torch.optim.AdamW(list(trainable.tensors.values()), lr=cfg.lr, weight_decay=in_optimizer,
                                   foreach=True)
     return optimizer, _schedule(optimizer, cfg)
 
 
 def training_step(trainable: Trainable, head: torch.Tensor, batch, labels: torch.Tensor, optimizer, scheduler,
-                  grad_clip: float | None) -> torch.Tensor:
+                  grad_clip: float | None, weight_decay: float = 0.0) -> torch.Tensor:
     """One optimizer step; returns the loss (checked for NaN before any update)."""
     logits = trainable.family.logits(trainable.forward(batch), head)
     loss = nn.functional.cross_entropy(logits, labels)
@@ -147,6 +160,7 @@ def training_step(trainable: Trainable, head: torch.Tensor, batch, labels: torch
     loss.backward()
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(list(trainable.tensors.values()), grad_clip, foreach=True)
+    trainable.decay(optimizer.param_groups[0]["lr"], weight_decay)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -184,22 +198,25 @@ def finetune(
     labels_t = torch.as_tensor(list(labels), dtype=torch.long)
     ckpt = out_dir / "checkpoint.safetensors"
 
-    trainable = Trainable(family, paradigm)
-    try:
-        optimizer, scheduler = make_optimizer(trainable, cfg)
-        torch.manual_seed(cfg.seed)
-        step = 0
-        if ckpt.exists():
-            step = load_checkpoint(ckpt, trainable=trainable.tensors, optimizer=optimizer, scheduler=scheduler,
-                                   fingerprint=run_id)
-        step, timing = _train_loop(trainable, texts, labels_t, head, optimizer, scheduler, cfg, ckpt, run_id,
-                                   step, task, progress, stop_after, device)
-        if step < cfg.steps:
-            return None
-        tensors = trainable.delta()
-        _check_finite(tensors, task, paradigm.name, step - 1, ckpt)
-    finally:
-        trainable.close(restore)
+    # measured from before the trainable copies and optimizer exist: all of the fine-tune's own memory
+    with peak_memory(device) as memory:
+        trainable = Trainable(family, paradigm, cfg.decay_toward)
+        try:
+            optimizer, scheduler = make_optimizer(trainable, cfg)
+            torch.manual_seed(cfg.seed)
+            step = 0
+            if ckpt.exists():
+                step = load_checkpoint(ckpt, trainable=trainable.tensors, optimizer=optimizer,
+                                       scheduler=scheduler, fingerprint=run_id)
+            step, timing = _train_loop(trainable, texts, labels_t, head, optimizer, scheduler, cfg, ckpt, run_id,
+                                       step, task, progress, stop_after, device, memory)
+            if step < cfg.steps:
+                return None
+            tensors = trainable.delta()
+            _check_finite(tensors, task, paradigm.name, step - 1, ckpt)
+        finally:
+            trainable.close(restore)
+    timing.update(peak_memory_bytes=memory.peak, memory_increase_bytes=memory.increase, memory_kind=memory.kind)
     meta = {
         "base_model": family.model_id,
         "base_hash": base_hash,
@@ -232,18 +249,18 @@ def _check_finite(tensors: dict[str, torch.Tensor], task: str, name: str, step: 
 
 def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler, cfg: TrainConfig, ckpt: Path,
                 run_id: str, step: int, task: str, progress: bool, stop_after: int | None,
-                device) -> tuple[int, dict]:
+                device, memory) -> tuple[int, dict]:
     family, name = trainable.family, trainable.paradigm.name
     lengths = [len(t) for t in texts] if all(isinstance(t, str) for t in texts) else None
     start_step, started = step, time.perf_counter()
     first_step_end = None
     # the bar closes on errors too, or a later bar in this process is drawn below a dead one
-    with _progress(cfg.steps, step, f"{task}/{name}", progress) as bar, peak_memory(device) as memory:
+    with _progress(cfg.steps, step, f"{task}/{name}", progress) as bar:
         while step < cfg.steps and (stop_after is None or step - start_step < stop_after):
             idx = batch_indices(len(texts), cfg.batch_size, cfg.seed, step, lengths)
             batch = family.to_device(family.collate([texts[i] for i in idx]))
             loss = training_step(trainable, head, batch, labels[idx].to(device), optimizer, scheduler,
-                                 cfg.grad_clip)
+                                 cfg.grad_clip, cfg.weight_decay)
             if not torch.isfinite(loss):
                 raise TaskarithError(f"task {task!r}, {name}: loss became {loss.item()} at step {step}; "
                                      f"{_kept(ckpt)}; lower train.lr")
@@ -266,7 +283,5 @@ def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler,
         "steps_this_session": done,
         "seconds": total,
         "seconds_per_step": steady,
-        "peak_memory_bytes": memory.peak,
-        "memory_kind": memory.kind,
     }
     return step, timing

@@ -99,9 +99,14 @@ def individual_vs_nonlinear(paradigms: Mapping, path: Path) -> None:
 
 
 def accuracy_vs_alpha(paradigms: Mapping, seed: str, path: Path) -> None:
-    """Figure 9 analogue: absolute accuracy of the unified model over the α sweep, validation and test."""
-    with _figure(path, ncols=2, sharey=True) as (fig, axes):
-        for ax, split, title in zip(axes, ("val", "test"), ("Validation", "Test")):
+    """Figure 9 analogue: absolute accuracy of the unified model over the α sweep, validation and, where the
+    run scored it at every α (`eval.test_curve`), test."""
+    curves = [paradigms[p]["seeds"][seed]["addition"]["curve"] for p in paradigm_names(paradigms)]
+    splits = [s for s in ("val", "test") if all(f"{s}_abs" in pt for c in curves for pt in c.values())]
+    titles = {"val": "Validation", "test": "Test"}
+    with _figure(path, ncols=len(splits), sharey=True) as (fig, axes):
+        for ax, split in zip(axes, splits):
+            title = titles[split]
             for p in paradigm_names(paradigms):
                 addition = paradigms[p]["seeds"][seed]["addition"]
                 curve = sorted((float(a), point[f"{split}_abs"]) for a, point in addition["curve"].items())
