@@ -86,3 +86,11 @@ def test_dynamic_padding_gives_the_same_logits_as_fixed_padding(encoder, toy_tas
                                                   "attention_mask": tok["attention_mask"]}), head)
     for i in range(len(texts)):
         torch.testing.assert_close(got[i], fixed[i], atol=1e-5, rtol=1e-5)
+
+
+def test_tied_alphas_counts_the_best_scores():
+    from taskarith.evaluate import choose_alpha, tied_alphas
+
+    assert tied_alphas([0.5, 0.7, 0.6]) == 1
+    assert tied_alphas([0.5, 0.7, 0.7, 0.2]) == 2
+    assert choose_alpha([0.0, 0.1, 0.2, 0.3], [0.5, 0.7, 0.7, 0.2]) == 0.1

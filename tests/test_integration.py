@@ -48,3 +48,20 @@ def test_finetune_real_minilm_for_a_few_steps(minilm, tmp_path):
             moved = f(batch)
     assert not torch.allclose(base_out, moved)
     assert all(torch.equal(p, before[n]) for n, p in minilm.named_weights().items())
+
+
+def test_attention_only_fine_tune_needs_less_memory_than_nonlinear_in_either_order(minilm, tmp_path):
+    """Each fine-tune's memory is its own (peak above a baseline taken before it), so in one process an
+    attention-only fine-tune measures lower than a non-linear one whether it runs before or after it."""
+    texts = ["What is the capital of France and why is it so large ?", "Who wrote Hamlet in the year 1600 ?"] * 8
+    labels = [1, 0] * 8
+    head = minilm.zero_shot_head(["person", "location"], ["The answer is a {}."])
+    cfg = TrainConfig(steps=2, batch_size=16, lr=1e-4, warmup_steps=0)
+    measured = []
+    for i, paradigm in enumerate(["attention", "nonlinear", "attention"]):
+        tv = finetune(minilm, texts, labels, head, resolve_paradigm(paradigm), cfg, tmp_path / str(i), task="qa",
+                      progress=False)
+        measured.append(tv.meta["training"]["memory_increase_bytes"])
+    attention_first, nonlinear, attention_after = measured
+    assert 0 < attention_first < nonlinear
+    assert 0 < attention_after < nonlinear

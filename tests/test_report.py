@@ -60,7 +60,9 @@ def synthetic_results() -> dict:
     grid = [-1.0, 0.0, 1.0]
     return {
         "schema": 1, "taskarith_version": "0.1.0", "git_commit": "abc1234", "created": "2026-11-22T10:00:00Z",
-        "config": {"name": "synthetic", "eval": {"negation_keep": 0.95}},
+        "config": {"name": "synthetic", "eval": {"negation_keep": 0.95},
+                   "train": {"lr": 1e-4, "steps": 100, "batch_size": 16, "weight_decay": 0.1, "decay_toward": "zero",
+                             "warmup_steps": 10, "grad_clip": 1.0}},
         "model": {"family": "text-encoder", "name": "tiny-bert", "base_hash": "h", "parameters": 1000},
         "seeds": [0, 1],
         "tasks": {t: {"classes": ["a", "b"], "templates": ["{}"], "sizes": {}} for t in TASKS},
@@ -87,7 +89,9 @@ def synthetic_results() -> dict:
             "ablation": {"attention": paradigm_entry(2, "attention", seeds=(0,)),
                          "attention+mlp": paradigm_entry(1, "attention+mlp", seeds=(0,))},
         },
-        "timings": {"total_seconds": 612.0, "finetune_seconds": 400.0, "evaluate_seconds": 150.0},
+        "timings": {"total_seconds": 612.0, "finetune_seconds": 400.0, "evaluate_seconds": 150.0,
+                    "analysis_seconds": 50.0, "per_seed": {"0": {"finetune_seconds": 210.0, "evaluate_seconds": 80.0},
+                                                           "1": {"finetune_seconds": 190.0, "evaluate_seconds": 70.0}}},
     }
 
 
@@ -126,10 +130,11 @@ def test_single_seed_shows_mean_only():
 def test_sections_in_order_with_their_numbers(full_report):
     _, _, text = full_report
     headings = re.findall(r"^## (.+)$", text, flags=re.M)
-    assert headings == ["Task addition", "Per-task accuracies", "Single-task accuracy against non-linear fine-tuning",
+    assert headings == ["Claims of the paper", "Task addition", "Protocol", "Per-task accuracies",
+                        "Single-task accuracy against non-linear fine-tuning",
                         "Accuracy against α", "Task negation", "Task-vector similarity", "Cost of fine-tuning",
                         "Kernel behaviour", "Weight disentanglement", "Which parameters to fine-tune",
-                        "How this was made"]
+                        "Wall time", "How this was made"]
     assert text.startswith("# Task arithmetic report: synthetic\n")
     assert "abc1234" in text and "612.0 s" in text
     assert "| Pre-trained (zero-shot) | 40.0 | 60.0 |" in text
@@ -138,7 +143,11 @@ def test_sections_in_order_with_their_numbers(full_report):
     assert "| trec | Pre-trained | — | 40.0 | sms | 96.0 |" in text
     assert "| trec | NTK linearization | 0.5, 1.5 | 21.0 ± 0.0 | sms | 93.0 ± 0.0 |" in text
     assert "| Attention-only | 0.200 |" in text  # mean off-diagonal cosine
-    assert "| Non-linear | 22,713,216 | 1,000 | 25.00 | 3.0 | cuda_peak | 0.250 | 80.0 | 2.00 |" in text
+    assert "| Non-linear | 22,713,216 | 1,000 | 25.00 | — | 3.0 | cuda_peak | 0.250 | 80.0 | 2.00 |" in text
+    assert "one learning rate, 0.0001" in text and "toward zero" in text
+    assert "| seed 1 | 190 | 70 | 260 |" in text and "| analyses (once) | — | — | 50 |" in text
+    # attention-only: trec 0.78 − 0.40 = +38, sms 0.94 − 0.60 = +34, the smaller
+    assert "| Attention-only | +34.0 (sms) | none |" in text
     assert "| Attention-only | trec | 90.0 | 70.0 |" in text
     assert "| Attention-only | -15.0 |" in text
     assert "| Attention-only | 25.0 | 50.0 |" in text  # low-error areas

@@ -11,6 +11,7 @@ import re
 from typing import Callable, Mapping
 
 from . import figures, tables
+from .claims import paper_claims
 from .tables import label, paradigm_names
 
 Draw = Callable[..., str]
@@ -52,6 +53,48 @@ def addition(results: Mapping) -> str:
               "test accuracy played no part in the choice.\n")
 
 
+def claims(results: Mapping) -> str:
+    rows = [[c.claim, c.paper, c.ours, f"**{c.verdict}**"] for c in paper_claims(results)]
+    return ("## Claims of the paper\n\n"
+            "Each claim of the paper, its figure for CLIP ViT-B/32, ours, and a verdict computed from "
+            "results.json: *holds* when ours points the paper's way by more than the combined spread "
+            "sqrt(s1² + s2²), *does not hold* when it points the other way by more than that, *within noise* "
+            "otherwise. Spreads are std over seeds, or where an analysis ran on the first seed only, the "
+            "standard error over what it averages.\n\n"
+            + tables.table(["Claim", "Paper (ViT-B/32)", "Ours", "Verdict"], rows, "llll"))
+
+
+def protocol(results: Mapping) -> str:
+    train = results.get("config", {}).get("train")
+    if not train:
+        return ""
+    ties = tables.alpha_ties(results)
+    tie_text = "" if ties is None else (
+        f" Task addition's α was a tie on validation in {ties[0]} of {ties[1]} choices (paradigm × seed); a tie "
+        "goes to the smallest tied α.")
+    return ("## Protocol\n\n"
+            f"Every paradigm was fine-tuned with one learning rate, {train['lr']:g}, as in the paper: "
+            f"{train['steps']} steps of batch {train['batch_size']}, AdamW with weight decay "
+            f"{train['weight_decay']:g} toward {_DECAY[train.get('decay_toward')]}, cosine "
+            f"schedule with {train['warmup_steps']} warm-up steps, gradient clipping at {train['grad_clip']}. "
+            "Every table in this report comes from this one protocol." + tie_text + "\n\n"
+            + tables.gain_table(results))
+
+
+_DECAY = {"zero": "zero (θ decays; for the linearized model θ0 + τ, the paper's choice)",
+          "base": "θ0 (τ decays)",
+          None: "zero for what each paradigm trains (θ, but τ when linearized; runs before train.decay_toward)"}
+
+
+def timings(results: Mapping) -> str:
+    t = results.get("timings") or {}
+    if "per_seed" not in t:
+        return ""
+    return ("## Wall time\n\n"
+            "Seconds of the run, split by stage; analyses run once, on the first seed's vectors.\n\n"
+            + tables.timings_table(t))
+
+
 def merges(results: Mapping) -> str:
     if not tables.has_merges(results):
         return ""
@@ -90,9 +133,15 @@ def alpha_sweep(results: Mapping, draw: Draw) -> str:
     seed = tables.seed_keys(results)[0]
     path = draw("accuracy_vs_alpha", figures.accuracy_vs_alpha, results["paradigms"], seed)
     return ("## Accuracy against α\n\n"
-            f"Absolute accuracy of the unified model over the α grid, on validation and test (seed {seed}); "
+            f"Absolute accuracy of the unified model over the α grid, on validation{_and_test(results)} "
+            f"(seed {seed}); "
             "the large dot is the α chosen on validation (Figure 9 of the paper).\n\n"
             + image("Accuracy vs alpha", path))
+
+
+def _and_test(results: Mapping) -> str:
+    scored = results.get("config", {}).get("eval", {}).get("test_curve", True)
+    return " and test" if scored else " (test was scored at the chosen α only)"
 
 
 def negation(results: Mapping) -> str:
@@ -118,9 +167,11 @@ def similarity(section: Mapping, draw: Draw) -> str:
 
 def efficiency(section: Mapping) -> str:
     return ("## Cost of fine-tuning\n\n"
-            "Per paradigm, as measured while fine-tuning the first seed: parameter counts, peak memory over "
-            "the tasks' runs, mean seconds per step, fine-tuning time summed over tasks and the mean size of "
-            "one task-vector file (Table 4 of the paper).\n\n" + tables.efficiency_table(section))
+            "Per paradigm, as measured while fine-tuning the first seed: parameter counts, memory (the largest "
+            "over the tasks' fine-tunes of each one's peak above what the process held just before it, and the "
+            "process's absolute peak, which also counts earlier work), mean seconds per step, fine-tuning time "
+            "summed over tasks and the mean size of one task-vector file (Table 4 of the paper).\n\n"
+            + tables.efficiency_table(section))
 
 
 def kernel(section: Mapping, draw: Draw) -> str:
@@ -164,7 +215,8 @@ def footer() -> str:
 
 def render(results: Mapping, draw: Draw) -> str:
     analysis = results.get("analysis") or {}
-    sections = [header(results), addition(results), merges(results), per_task(results),
+    sections = [header(results), claims(results), addition(results), protocol(results), merges(results),
+                per_task(results),
                 individual(results, draw), alpha_sweep(results, draw), negation(results)]
     if analysis.get("similarity"):
         sections.append(similarity(analysis["similarity"], draw))
@@ -176,5 +228,5 @@ def render(results: Mapping, draw: Draw) -> str:
         sections.append(disentangle(analysis["disentangle"], draw))
     if analysis.get("ablation"):
         sections.append(ablation(analysis["ablation"]))
-    sections.append(footer())
+    sections += [timings(results), footer()]
     return "\n".join(s for s in sections if s)

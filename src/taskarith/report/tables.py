@@ -163,18 +163,38 @@ def similarity_table(similarity: Mapping) -> str:
 
 
 def efficiency_table(efficiency: Mapping) -> str:
-    """Table 4 analogue: cost of fine-tuning one task vector, per paradigm."""
-    header = ["Paradigm", "Total params", "Trainable params", "Trainable (%)", "Peak memory (MiB)",
-              "Memory measured as", "s/step", "Fine-tuning time (s)", "Vector size (MiB)"]
+    """Table 4 analogue: cost of fine-tuning one task vector, per paradigm. The fine-tune's memory is its
+    peak above what the process held just before it; the process's absolute peak is shown beside it."""
+    header = ["Paradigm", "Total params", "Trainable params", "Trainable (%)", "Fine-tune memory (MiB)",
+              "Process peak (MiB)", "Memory measured as", "s/step", "Fine-tuning time (s)", "Vector size (MiB)"]
     rows = []
     for p in paradigm_names(efficiency):
         e = efficiency[p]
-        share = e.get("trainable_share")
+        share, increase = e.get("trainable_share"), e.get("memory_increase_bytes")
         rows.append([label(p), f"{e['total_parameters']:,}", f"{e['trainable_parameters']:,}",
-                     DASH if share is None else f"{100 * share:.2f}", f"{e['peak_memory_bytes'] / MIB:.1f}",
+                     DASH if share is None else f"{100 * share:.2f}",
+                     DASH if increase is None else f"{increase / MIB:.1f}", f"{e['peak_memory_bytes'] / MIB:.1f}",
                      e["memory_kind"], f"{e['seconds_per_step']:.3f}", f"{e['total_seconds']:.1f}",
                      f"{e['vector_bytes'] / MIB:.2f}"])
-    return table(header, rows, "lrrrrlrrr")
+    return table(header, rows, "lrrrrrlrrr")
+
+
+def alpha_ties(results: Mapping) -> tuple[int, int] | None:
+    """(ties, choices): how many of task addition's α choices (paradigm × seed) were ties on validation."""
+    counts = [r["addition"].get("alpha_ties") for e in results["paradigms"].values() for r in e["seeds"].values()]
+    if not counts or any(c is None for c in counts):
+        return None
+    return sum(c > 1 for c in counts), len(counts)
+
+
+def timings_table(timings: Mapping) -> str:
+    """Seconds per seed for fine-tuning and evaluation, then the analyses and the whole run."""
+    rows = [[f"seed {s}", f"{t['finetune_seconds']:.0f}", f"{t['evaluate_seconds']:.0f}",
+             f"{t['finetune_seconds'] + t['evaluate_seconds']:.0f}"] for s, t in timings["per_seed"].items()]
+    rows.append(["analyses (once)", DASH, DASH, f"{timings['analysis_seconds']:.0f}"])
+    rows.append(["whole run", f"{timings['finetune_seconds']:.0f}", f"{timings['evaluate_seconds']:.0f}",
+                 f"{timings['total_seconds']:.0f}"])
+    return table(["Stage", "Fine-tuning (s)", "Evaluation (s)", "Total (s)"], rows)
 
 
 def kernel_model_accuracy(row: Mapping) -> float:
@@ -216,3 +236,18 @@ def ablation_table(ablation: Mapping) -> str:
         several = len(e["seeds"]) > 1  # the ablation may run fewer seeds than the paradigms
         rows.append([preset, *(stat(e["summary"][k], several) for k in ("individual", "absolute", "normalized"))])
     return table(["Fine-tuned parameters", "Single-task (%)", "Absolute (%)", "Normalized (%)"], rows)
+
+
+def gain_table(results: Mapping, needed: float = 0.05) -> str:
+    """Whether fine-tuning was worth doing: each paradigm's smallest gain of individual over zero-shot test
+    accuracy (mean over seeds), and the tasks that gain less than `needed`."""
+    pre = results["pretrained"]["test"]
+    rows = []
+    for p in paradigm_names(results["paradigms"]):
+        per_task = results["paradigms"][p]["summary"]["per_task"]
+        gains = {t: per_task[t]["individual"]["mean"] - pre[t] for t in per_task}
+        worst = min(gains, key=gains.get)
+        short = [f"{t} ({100 * g:+.1f})" for t, g in gains.items() if g < needed]
+        rows.append([label(p), f"{100 * gains[worst]:+.1f} ({worst})", ", ".join(short) or "none"])
+    return table(["Paradigm", "Smallest gain over zero-shot, pp (task)",
+                  f"Tasks gaining under {100 * needed:g} pp"], rows, "lrl")
