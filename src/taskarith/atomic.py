@@ -11,27 +11,47 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import TaskarithError
+from .lock import held_run_folder
+
+
+def _refuse_symlinks(path: Path) -> None:
+    """Refuse a symlink planted at the destination or, inside the run folder whose lock is held, at a folder on
+    the way to it: the write would land wherever the link points."""
+    target = Path(os.path.abspath(path))
+    root = held_run_folder()
+    inside = root is not None and target.is_relative_to(root)
+    for part in [target, *(target.parents if inside else ())]:
+        if part == root:
+            break
+        if part.is_symlink():
+            raise TaskarithError(f"{part}: is a symlink; refusing to write through it")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success fsync and rename it over `path`, else remove it."""
+    """Yield a temp path beside `path`; on success fsync and rename it over `path`, else remove it.
+
+    The temp file is created exclusively (mkstemp never follows a link) and reopened without following one."""
     path = Path(path)
+    _refuse_symlinks(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise TaskarithError(f"{path.parent}: cannot write here ({e.strerror})") from e
-    os.close(fd)
-    tmp_path = Path(tmp)
     _umask = os.umask(0)
     os.umask(_umask)
-    os.chmod(tmp_path, 0o666 & ~_umask)  # mkstemp makes 0600; artifacts get the usual file mode
+    os.fchmod(fd, 0o666 & ~_umask)  # mkstemp makes 0600; artifacts get the usual file mode
+    os.close(fd)
+    tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        fd = os.open(tmp_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_path, path)  # a rename replaces a link at `path` and never writes through it
         fsync_dir(path.parent)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
@@ -59,7 +79,8 @@ def remove_temp_files(folder: str | os.PathLike) -> None:
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        with open(os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC), "wb") as f:
+            f.write(data)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

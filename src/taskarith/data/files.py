@@ -9,7 +9,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import TaskarithError
+from ..errors import TaskarithError, clip, quote
+from ..safety import check_name, read_regular
 from .corpora import dedupe, tidy
 from .registry import TaskData, make_task
 
@@ -20,19 +21,20 @@ JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 def _label_string(path: Path, where: str, value: object) -> str:
     if isinstance(value, (str, int, float, bool)) and str(value).strip():
         return str(value).strip()
-    raise TaskarithError(f"{path} {where}: label {value!r} is empty or not a string or number")
+    raise TaskarithError(f"{path} {where}: label {quote(value)} is empty or not a string or number")
 
 
 def _text_string(path: Path, where: str, value: object) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise TaskarithError(f"{path} {where}: text {value!r} is not a string")
+        raise TaskarithError(f"{path} {where}: text {quote(value)} is not a string")
     return value
 
 
 def _missing_column(path: Path, column: str, found: Sequence[str]) -> TaskarithError:
-    return TaskarithError(f"{path}: no column {column!r}; found: {', '.join(map(repr, found)) or 'none'}")
+    listed = clip(", ".join(map(quote, found))) or "none"
+    return TaskarithError(f"{path}: no column {quote(column)}; found: {listed}")
 
 
 def _read_csv(path: Path, content: str, text_column: str, label_column: str) -> list[tuple[str, str]]:
@@ -87,7 +89,8 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text",
     if suffix not in CSV_SUFFIXES + JSON_SUFFIXES:
         raise TaskarithError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .jsonl or .json")
     try:
-        content = path.read_text(encoding="utf-8-sig")
+        # line ends translated as text mode would: CR LF and CR become LF
+        content = read_regular(path).decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise TaskarithError(f"{path}: no such file") from None
     except UnicodeDecodeError as e:
@@ -114,15 +117,17 @@ def load_file_task(path: str | os.PathLike, *, name: str | None = None, text_col
                    caps: dict[str, int] | None = None) -> TaskData:
     """A task from a labelled file: class names are the sorted distinct label strings, and the default
     prompt is the bare class name ("{}.")."""
+    # the name becomes a folder of the run: a file's stem must be a plain name too
+    name = name if name is not None else check_name(Path(path).stem, f"{path}: task name (the file's stem)")
     templates = _check_templates(("{}.",) if templates is None else templates)
     texts, label_strings = read_labelled(path, text_column, label_column)
     class_names = tuple(sorted(set(label_strings)))
     if len(class_names) < 2:
         raise TaskarithError(
-            f"{path}: found {len(class_names)} distinct label(s) {list(class_names)} in column "
+            f"{path}: found {len(class_names)} distinct label(s) {quote(list(class_names))} in column "
             f"{label_column!r}; expected at least 2 classes"
         )
     index = {c: i for i, c in enumerate(class_names)}
-    return make_task(name or Path(path).stem, class_names, templates, texts, [index[s] for s in label_strings],
+    return make_task(name, class_names, templates, texts, [index[s] for s in label_strings],
                      seed=seed, test_fraction=test_fraction, val_fraction=val_fraction, val_cap=val_cap,
                      caps=caps)

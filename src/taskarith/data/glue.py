@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import TaskarithError
+from ..errors import TaskarithError, clip, quote
 from .registry import TaskData, make_task
 
 TEMPLATES = ("{}",)  # the target text is the label word itself
@@ -112,7 +112,7 @@ def _tsv_rows(path: Path, spec: GlueSpec) -> Rows:
         index = {name: i for i, name in enumerate(header)}
         for column in [*spec.tsv_fields.values(), spec.tsv_label]:
             if column not in index:
-                raise TaskarithError(f"{path}: no column {column!r}; found: {', '.join(map(repr, header))}")
+                raise TaskarithError(f"{path}: no column {column!r}; found: {clip(', '.join(map(quote, header)))}")
         columns = {field: index[col] for field, col in spec.tsv_fields.items()}
         label_col = index[spec.tsv_label]
     else:
@@ -136,7 +136,8 @@ def _parquet_rows(path: Path, spec: GlueSpec) -> Rows:
         raise TaskarithError(f"{path}: not a readable parquet file ({e})") from e
     for column in [*spec.parquet_fields.values(), "label"]:
         if column not in table.column_names:
-            raise TaskarithError(f"{path}: no column {column!r}; found: {', '.join(map(repr, table.column_names))}")
+            raise TaskarithError(f"{path}: no column {column!r}; found: "
+                                 f"{clip(', '.join(map(quote, table.column_names)))}")
     data = {name: table.column(name).to_pylist() for name in [*spec.parquet_fields.values(), "label"]}
     fields = [{field: str(data[col][i]) for field, col in spec.parquet_fields.items()} for i in range(table.num_rows)]
     return fields, [str(v) for v in data["label"]]
@@ -175,7 +176,7 @@ def _examples(path: Path, rows: Rows, spec: GlueSpec) -> tuple[list[Prompt], lis
         try:
             labels.append(spec.label(value))
         except ValueError:
-            raise TaskarithError(f"{path}: example {n + 1} has label {value!r}; expected one of "
+            raise TaskarithError(f"{path}: example {n + 1} has label {quote(value)}; expected one of "
                                  f"{', '.join(spec.class_names)}" + (" (a score in [0, 5])" if spec.binned else "")
                                  ) from None
     return [make(spec.prompt.format(**f)) for f in fields], labels

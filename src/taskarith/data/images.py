@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .. import fetch
-from ..errors import TaskarithError
+from ..errors import TaskarithError, quote
 from .registry import TaskData, make_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -260,7 +260,7 @@ def _dtd(task_dir: Path) -> Found | None:
             for line in parts[name].read_text(encoding="utf-8").split():
                 key = line.split("/")[0]
                 if key not in index:
-                    raise TaskarithError(f"{parts[name]}: {line!r} names no class folder in {images}")
+                    raise TaskarithError(f"{parts[name]}: {quote(line)} names no class folder in {images}")
                 paths.append(str(images / line))
                 ys.append(index[key])
         return paths, ys
@@ -277,7 +277,7 @@ def _sun397(task_dir: Path) -> Found | None:
     for line in (base / "ClassName.txt").read_text(encoding="utf-8").split():
         folder = base / line.strip("/")
         if not folder.is_dir():
-            raise TaskarithError(f"{base / 'ClassName.txt'}: class {line!r} has no folder {folder}")
+            raise TaskarithError(f"{base / 'ClassName.txt'}: class {quote(line)} has no folder {folder}")
         tree[line.strip("/").split("/", 1)[-1]] = _images_in(folder)  # "/b/bakery/shop" -> "bakery/shop"
     keys = list(tree)
     return keys, _flatten(tree, keys), None

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import fetch
 from ..errors import TaskarithError
+from ..safety import check_name
 from . import corpora
 from .splits import held_count, stratified_cap, stratified_sample, stratified_split
 
@@ -159,6 +160,7 @@ def make_task(name: str, class_names: Sequence[str], templates: Sequence[str],
               test_fraction: float = 0.2, val_fraction: float = 0.1, val_cap: int | None = 1000,
               caps: dict[str, int] | None = None) -> TaskData:
     """Split a labelled corpus by the protocol in this module's docstring; `test` is a shipped test part."""
+    check_name(name, "task name")  # it names the task's folders in a run
     caps = _check_args(seed, test_fraction, val_fraction, val_cap, caps)
     if test is None:
         pool_idx, test_idx = split_off_test(labels, test_fraction)
