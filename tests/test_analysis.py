@@ -259,7 +259,7 @@ def test_unknown_task_in_a_pair_is_named(tiny_run):
 def test_analyze_command_merges_into_results(tiny_run, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from taskarith.analysis.commands import analyze_app
+    from taskarith.analyze_command import analyze_app
 
     _, run_dir, before, _ = tiny_run
     copy = tmp_path / "run"

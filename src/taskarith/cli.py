@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .analysis.commands import analyze_app
+from .analyze_command import analyze_app
 from .errors import TaskarithError, one_line, printable
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import __version__
 from .analysis.disentangle import resolve_pair
+from .analysis.suite import run_analyses
 from .atomic import remove_temp_files, write_json
 from .config import ExperimentConfig
 from .data import TaskData, resolve_task
@@ -29,6 +30,7 @@ from .merge import merge_vectors
 from .models import load_model
 from .models.base import Family
 from .models.heads import zero_shot_head
+from .summary import summarize
 from .safety import check_name, is_plain_name
 from .vectors import TaskVector
 
@@ -200,24 +202,6 @@ class Experiment:
         }
 
 
-def _mean_std(values: list[float]) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
-
-
-def summarize(seeds: dict[str, dict], tasks: list[str]) -> dict:
-    """Mean and std over seeds of the headline numbers and per-task accuracies."""
-    runs = list(seeds.values())
-    return {
-        "absolute": _mean_std([r["addition"]["absolute"] for r in runs]),
-        "normalized": _mean_std([r["addition"]["normalized"] for r in runs]),
-        "individual": _mean_std([float(np.mean(list(r["individual"]["test"].values()))) for r in runs]),
-        "per_task": {t: {"individual": _mean_std([r["individual"]["test"][t] for r in runs]),
-                         "unified": _mean_std([r["addition"]["test"][t] for r in runs])} for t in tasks},
-        "merges": {rule: {k: _mean_std([r["merges"][rule][k] for r in runs]) for k in ("absolute", "normalized")}
-                   for rule in runs[0].get("merges", {})},
-    }
-
-
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None,
                    progress: bool = True, log=print) -> Path:
     """Run everything the config asks for and write results.json; returns its path."""
@@ -267,8 +251,6 @@ def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool
         paradigms[paradigm] = entry
         log(f"{LABELS[paradigm]}: absolute {entry['summary']['absolute']['mean']:.1%}, "
             f"normalized {entry['summary']['normalized']['mean']:.1%}")
-
-    from .analysis.suite import run_analyses
 
     analysed = time.perf_counter()
     analysis = run_analyses(exp, all_vectors, paradigms, log=log)

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from ..finetune.selection import select
 from ..finetune.trainer import resolve_paradigm
-from ..run import summarize
+from ..summary import summarize
 from ..vectors import TaskVector
 
 

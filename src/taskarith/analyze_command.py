@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import TaskarithError, printable
+from .errors import TaskarithError, printable
 
 analyze_app = typer.Typer(no_args_is_help=True,
                           help="Compute one analysis on a finished run and merge it into its results.json.")
@@ -25,10 +25,10 @@ class _Run:
     """A finished run: its results.json and the Experiment rebuilt from the config recorded there."""
 
     def __init__(self, run_dir: Path):
-        from ..config import validate
-        from ..lock import run_lock
-        from ..report import load_results
-        from ..run import Experiment
+        from .config import validate
+        from .lock import run_lock
+        from .report import load_results
+        from .run import Experiment
 
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "results.json"
@@ -49,8 +49,8 @@ class _Run:
 
     def save(self, key: str, value: dict, merge: bool = False) -> None:
         """Store results["analysis"][key] (merged entry by entry with `merge`), then redraw the report."""
-        from ..atomic import write_json
-        from ..report import write_report
+        from .atomic import write_json
+        from .report import write_report
 
         analysis = self.results.setdefault("analysis", {})
         if merge:
@@ -66,7 +66,7 @@ class _Run:
 @analyze_app.command()
 def kernel(run_dir: Path = RUN_DIR) -> None:
     """Kernel behaviour: accuracy of the post-hoc linearized model vs the fine-tuned one."""
-    from .kernel import kernel as compute
+    from .analysis.kernel import kernel as compute
 
     run = _Run(run_dir)
     run.save("kernel", compute(run.exp, run.first_seed(), log=_log))
@@ -88,8 +88,8 @@ def disentangle(
     span: Optional[float] = typer.Option(None, "--range", help="α runs over [-RANGE, RANGE] (default: the config's)."),
 ) -> None:
     """Weight disentanglement error ξ(α1, α2) of task pairs."""
-    from .disentangle import resolve_pair
-    from .suite import disentangle_section
+    from .analysis.disentangle import resolve_pair
+    from .analysis.suite import disentangle_section
 
     if span is not None and span <= 0:
         raise TaskarithError(f"--range must be positive, got {span:g}")
@@ -108,7 +108,7 @@ def disentangle(
 @analyze_app.command()
 def similarity(run_dir: Path = RUN_DIR) -> None:
     """Cosine similarity between the task vectors of each paradigm."""
-    from .suite import similarity_section
+    from .analysis.suite import similarity_section
 
     run = _Run(run_dir)
     if len(run.exp.tasks) < 2:
@@ -119,7 +119,7 @@ def similarity(run_dir: Path = RUN_DIR) -> None:
 @analyze_app.command()
 def efficiency(run_dir: Path = RUN_DIR) -> None:
     """Trainable parameters, time and memory of each paradigm's fine-tuning."""
-    from .suite import efficiency_section
+    from .analysis.suite import efficiency_section
 
     run = _Run(run_dir)
     paradigms = run.results.get("paradigms", {})
@@ -136,7 +136,7 @@ def ablation(
                                                           "default: the config's analysis.ablation."),
 ) -> None:
     """Fine-tune every task with each preset and evaluate the merged model (Table 5)."""
-    from .ablation import ablation as compute
+    from .analysis.ablation import ablation as compute
 
     run = _Run(run_dir)
     presets = list(preset) or list(run.exp.cfg.analysis.ablation)
