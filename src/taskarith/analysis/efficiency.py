@@ -19,7 +19,9 @@ def efficiency(vectors: dict[str, TaskVector], paths: dict[str, Path]) -> dict:
         "trainable_share": first.meta["selection"]["share"],
         "peak_memory_bytes": int(max(t["peak_memory_bytes"] for t in training)),
         # the fine-tune's own memory: its peak above what the process held just before it started
-        "memory_increase_bytes": int(max(t.get("memory_increase_bytes", 0) for t in training)),
+        # None for vectors trained before it was measured: the report shows a dash, not a false zero
+        "memory_increase_bytes": (None if any("memory_increase_bytes" not in t for t in training)
+                                  else int(max(t["memory_increase_bytes"] for t in training))),
         "memory_kind": training[0]["memory_kind"],
         "seconds_per_step": float(np.mean([t["seconds_per_step"] for t in training])),
         "total_seconds": float(sum(t["seconds"] for t in training)),
