@@ -13,7 +13,7 @@ import torch
 from torch.func import jvp
 
 import common
-from taskarith.evaluate import accuracies, make_evalset
+from taskarith.evaluate import accuracy_table, make_evalset
 from taskarith.finetune.selection import select
 from taskarith.vectors import TaskVector
 
@@ -53,11 +53,9 @@ def naive_sweep(paths: list[Path], linear: bool, sets: list[tuple], heads: list[
 
 
 def ours_sweep(family, vectors, sets, heads, batch: int) -> list:
-    per_task = []
-    for (texts, labels, _, _), head in zip(sets, heads):
-        evalset = make_evalset(family, texts, labels, batch)
-        per_task.append(accuracies(family, vectors, [[a] * len(vectors) for a in ALPHAS], evalset, head))
-    return [[float(acc[i]) for acc in per_task] for i in range(len(ALPHAS))]
+    evalsets = [make_evalset(family, texts, labels, batch) for texts, labels, _, _ in sets]
+    table = accuracy_table(family, vectors, [[a] * len(vectors) for a in ALPHAS], evalsets, heads)
+    return [[float(acc[i]) for acc in table] for i in range(len(ALPHAS))]
 
 
 def main() -> None:
@@ -84,7 +82,7 @@ def main() -> None:
             figures[paradigm] = {"naive_s": t_naive, "ours_s": t_ours, "speedup": t_naive / t_ours,
                                  "max_accuracy_difference": worst}
             print(f"{paradigm:10} naive {t_naive:7.1f} s   taskarith {t_ours:6.1f} s   speed-up {t_naive / t_ours:5.1f}x"
-                  f"   (accuracies agree to {worst:.3g})")
+                  f"   (accuracy_table agree to {worst:.3g})")
     selected = select(family.net, "full").count
     print(json.dumps({"benchmark": "eval_sweep", "alphas": len(ALPHAS), "tasks": args.tasks,
                       "examples_per_task": args.examples, "parameters": selected, **figures}))

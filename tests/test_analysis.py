@@ -135,7 +135,7 @@ def test_posthoc_linearization_is_exact_at_zero_and_second_order_elsewhere(token
 
     def reps(vector, s):
         out = []
-        sweep(family, [vector], [[s]], evalset, lambda c, b, rep: out.append(rep.clone()))
+        sweep(family, [vector], [[s]], [evalset], lambda c, i, b, rep: out.append(rep.clone()))
         return torch.cat(out)
 
     torch.testing.assert_close(reps(lin, 0.0), reps(tv, 0.0), rtol=0, atol=1e-12)

@@ -28,7 +28,7 @@ def _vectors(encoder, toy_task, tmp_path, paradigm):
 
 def _collect(encoder, vectors, combos, evalset):
     reps = {}
-    sweep(encoder, vectors, combos, evalset, lambda c, b, r: reps.__setitem__((c, b), r.clone()))
+    sweep(encoder, vectors, combos, [evalset], lambda c, s, b, r: reps.__setitem__((c, b), r.clone()))
     return reps
 
 

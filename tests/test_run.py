@@ -132,12 +132,12 @@ def test_zero_combinations_reuse_the_base_accuracy_and_match_a_full_sweep(tiny_m
         tv = exp.vector(0, paradigm, t)
         combos = [[0.0], [0.5], [-0.0], [1.0]]
         want = accuracies(exp.family, [tv], combos, exp.evalsets[t]["val"], exp.heads[t])
-        assert list(exp._acc([tv], combos, t, "val")) == list(want)
+        assert list(exp.scores([tv], combos, [(t, "val")])[(t, "val")]) == list(want)
     from taskarith.evaluate import sweep
 
     before = exp.pretrained()["val"][t]
     evalset, preds = exp.evalsets[t]["val"], []
-    sweep(exp.family, [], [[]], evalset,
-          lambda c, b, rep: preds.append(exp.family.logits(rep, exp.heads[t]).argmax(-1)))
+    sweep(exp.family, [], [[]], [evalset],
+          lambda c, s, b, rep: preds.append(exp.family.logits(rep, exp.heads[t]).argmax(-1)))
     evalset.labels = preds  # new labels, θ0's own predictions: the cached accuracy must not be reused
-    assert before < 1 and exp._acc([], [[]], t, "val")[0] == 1
+    assert before < 1 and exp.scores([], [[]], [(t, "val")])[(t, "val")][0] == 1

@@ -42,18 +42,21 @@ def make_evalset(family: Family, inputs: Sequence, labels: Sequence[int], batch_
     return EvalSet(batches, ys)
 
 
-Reducer = Callable[[int, int, torch.Tensor], None]  # (combination, batch, representation)
+Reducer = Callable[[int, int, int, torch.Tensor], None]  # (combination, evaluation set, batch, representation)
 
 
-def sweep(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]], evalset: EvalSet,
-          reduce: Reducer) -> None:
-    """Call `reduce` with f(x; θ0 + Σ_t c_t τ_t) for every combination c and batch."""
+def sweep(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
+          evalsets: Sequence[EvalSet], reduce: Reducer) -> None:
+    """Call `reduce` with f(x; θ0 + Σ_t c_t τ_t) for every combination c, evaluation set and batch.
+
+    Every evaluation set is scored under one application of a combination: writing θ0 + δ into the
+    module costs about half a forward pass of a validation split, so it is paid once per combination."""
     if not vectors or all(tv.linear for tv in vectors):
-        _sweep_affine(family, vectors, combos, evalset, reduce)
+        _sweep_affine(family, vectors, combos, evalsets, reduce)
     elif any(tv.linear for tv in vectors):
         raise ValueError("cannot mix linear and non-linear task vectors in one sweep")
     else:
-        _sweep_in_place(family, vectors, combos, evalset, reduce)
+        _sweep_in_place(family, vectors, combos, evalsets, reduce)
 
 
 def combo_basis(combos: Sequence[Sequence[float]], n_vectors: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,53 +72,55 @@ def combo_basis(combos: Sequence[Sequence[float]], n_vectors: int) -> tuple[np.n
     return basis, c @ basis.T
 
 
-def _sweep_affine(family, vectors, combos, evalset, reduce) -> None:
+def _sweep_affine(family, vectors, combos, evalsets, reduce) -> None:
     params = family.named_weights()
     basis, weights = combo_basis(combos, len(vectors))
     directions = [combine([(tv, float(b)) for tv, b in zip(vectors, row)]) for row in basis]
     theta0 = {n: params[n].detach() for n in (directions[0] if directions else {})}
     with torch.no_grad():
-        for b, batch in enumerate(evalset.batches):
-            f0, tangents = None, []
-            for direction in directions:
-                f0, tangent = jvp(lambda p: family.represent(batch, p), (theta0,), (direction,))
-                tangents.append(tangent)
-            if f0 is None:
-                f0 = family.represent(batch)
-            for c, row in enumerate(weights):
-                rep = f0.clone()
-                for w, tangent in zip(row, tangents):
-                    if w:
-                        rep.add_(tangent, alpha=float(w))
-                reduce(c, b, rep)
+        for s, evalset in enumerate(evalsets):
+            for b, batch in enumerate(evalset.batches):
+                f0, tangents = None, []
+                for direction in directions:
+                    f0, tangent = jvp(lambda p: family.represent(batch, p), (theta0,), (direction,))
+                    tangents.append(tangent)
+                if f0 is None:
+                    f0 = family.represent(batch)
+                for c, row in enumerate(weights):
+                    rep = f0.clone()
+                    for w, tangent in zip(row, tangents):
+                        if w:
+                            rep.add_(tangent, alpha=float(w))
+                    reduce(c, s, b, rep)
 
 
-def _sweep_in_place(family, vectors, combos, evalset, reduce) -> None:
+def _sweep_in_place(family, vectors, combos, evalsets, reduce) -> None:
     with torch.inference_mode():
         for c, coefs in enumerate(combos):
             delta = combine(list(zip(vectors, coefs)))
             with applied_in_place(family, delta):
-                for b, batch in enumerate(evalset.batches):
-                    reduce(c, b, family.represent(batch))
+                for s, evalset in enumerate(evalsets):
+                    for b, batch in enumerate(evalset.batches):
+                        reduce(c, s, b, family.represent(batch))
+
+
+def accuracy_table(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
+                   evalsets: Sequence[EvalSet], heads: Sequence[torch.Tensor]) -> np.ndarray:
+    """Accuracy [set, combination] of each set's head on each evaluation set, for every combination."""
+    correct = np.zeros((len(evalsets), len(combos)))
+
+    def count(c: int, s: int, b: int, rep: torch.Tensor) -> None:
+        pred = family.logits(rep, heads[s]).argmax(-1).cpu()
+        correct[s, c] += (pred == evalsets[s].labels[b]).sum().item()
+
+    sweep(family, vectors, combos, evalsets, count)
+    return correct / np.array([max(e.size, 1) for e in evalsets], dtype=np.float64)[:, None]
 
 
 def accuracies(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
                evalset: EvalSet, head: torch.Tensor) -> np.ndarray:
-    """Accuracy of the head on `evalset` for each coefficient combination."""
-    correct = np.zeros(len(combos))
-
-    def count(c: int, b: int, rep: torch.Tensor) -> None:
-        pred = family.logits(rep, head).argmax(-1).cpu()
-        correct[c] += (pred == evalset.labels[b]).sum().item()
-
-    sweep(family, vectors, combos, evalset, count)
-    return correct / max(evalset.size, 1)
-
-
-def accuracy(family: Family, evalset: EvalSet, head: torch.Tensor,
-             terms: Sequence[tuple[TaskVector, float]] = ()) -> float:
-    vectors = [tv for tv, _ in terms]
-    return float(accuracies(family, vectors, [[c for _, c in terms]], evalset, head)[0])
+    """Accuracy of the head on one evaluation set for each coefficient combination."""
+    return accuracy_table(family, vectors, combos, [evalset], [head])[0]
 
 
 # --- the paper's protocol, as pure functions over accuracies -------------------------------------

@@ -21,7 +21,7 @@ from .atomic import remove_temp_files, write_json
 from .config import ExperimentConfig
 from .data import TaskData, resolve_task
 from .errors import TaskarithError
-from .evaluate import (EvalSet, absolute_accuracy, accuracies, choose_alpha, choose_negation_alpha,
+from .evaluate import (EvalSet, absolute_accuracy, accuracy_table, choose_alpha, choose_negation_alpha,
                        make_evalset, normalized_accuracy, tied_alphas)
 from .finetune.selection import select
 from .finetune.trainer import finetune, resolve_paradigm
@@ -117,30 +117,42 @@ class Experiment:
                         task=data.name, progress=self.progress)
 
     # --- evaluation --------------------------------------------------------------------------
-    def _acc(self, vectors, combos, task: str, split: str) -> np.ndarray:
-        """Accuracy per combination. An all-zero combination is θ0 itself (in-place application and the affine
-        sweep both reproduce it bit for bit), so its accuracy is computed once per split and reused."""
-        zero = [not any(c) for c in combos]
-        out = np.empty(len(combos))
+    def _base_accuracy(self, task: str, split: str) -> float:
+        """θ0's accuracy on a split, computed once: an all-zero combination is θ0 itself (in-place application
+        and the affine sweep both reproduce it bit for bit)."""
         evalset = self.evalsets[task][split]
-        if any(zero):
-            labels, acc = self._base_acc.get((task, split), (None, 0.0))
-            if labels is not evalset.labels:  # first use, or the split's labels were replaced
-                acc = float(accuracies(self.family, [], [[]], evalset, self.heads[task])[0])
-                self._base_acc[(task, split)] = (evalset.labels, acc)
-            out[np.asarray(zero)] = acc
+        labels, acc = self._base_acc.get((task, split), (None, 0.0))
+        if labels is not evalset.labels:  # first use, or the split's labels were replaced
+            acc = float(accuracy_table(self.family, [], [[]], [evalset], [self.heads[task]])[0, 0])
+            self._base_acc[(task, split)] = (evalset.labels, acc)
+        return acc
+
+    def scores(self, vectors, combos, sets: list[tuple[str, str]]) -> dict[tuple[str, str], np.ndarray]:
+        """Accuracy per combination on each (task, split), every split scored under one application of each
+        combination."""
+        zero = np.array([not any(c) for c in combos], dtype=bool)
+        out = {key: np.empty(len(combos)) for key in sets}
+        for key in sets:
+            if zero.any():
+                out[key][zero] = self._base_accuracy(*key)
         rest = [c for c, z in zip(combos, zero) if not z]
         if rest:
-            out[~np.asarray(zero)] = accuracies(self.family, vectors, rest, evalset, self.heads[task])
+            table = accuracy_table(self.family, vectors, rest, [self.evalsets[t][s] for t, s in sets],
+                                   [self.heads[t] for t, _ in sets])
+            for key, row in zip(sets, table):
+                out[key][~zero] = row
         return out
 
     def pretrained(self) -> dict:
-        return {split: {t: float(self._acc([], [[]], t, split)[0]) for t in self.tasks} for split in ("val", "test")}
+        return {split: {t: self._base_accuracy(t, split) for t in self.tasks} for split in ("val", "test")}
 
     def evaluate(self, vectors: dict[str, TaskVector], pretrained: dict) -> dict:
         alphas = self.cfg.eval.alphas
-        individual = {split: {t: float(self._acc([vectors[t]], [[1.0]], t, split)[0]) for t in self.tasks}
-                      for split in ("val", "test")}
+        individual: dict[str, dict[str, float]] = {"val": {}, "test": {}}
+        for t in self.tasks:
+            alone = self.scores([vectors[t]], [[1.0]], [(t, "val"), (t, "test")])
+            for split in individual:
+                individual[split][t] = float(alone[(t, split)][0])
         ordered = [vectors[t] for t in self.tasks]
         result = {"individual": individual,
                   "addition": self._unified(ordered, [[a] * len(ordered) for a in alphas], individual)}
@@ -160,12 +172,12 @@ class Experiment:
         With `eval.test_curve` off, test is scored at the chosen α only: the curve is validation's."""
         alphas = self.cfg.eval.alphas
         splits = ("val", "test") if self.cfg.eval.test_curve else ("val",)
-        sweep = {split: {t: self._acc(vectors, combos, t, split) for t in self.tasks} for split in splits}
+        swept = self.scores(vectors, combos, [(t, split) for split in splits for t in self.tasks])
         curve = {}
         for i, a in enumerate(alphas):
             point = {}
             for split in splits:
-                unified = {t: float(sweep[split][t][i]) for t in self.tasks}
+                unified = {t: float(swept[(t, split)][i]) for t in self.tasks}
                 point[f"{split}_abs"] = absolute_accuracy(unified)
                 point[f"{split}_norm"] = normalized_accuracy(unified, individual[split])
             curve[_alpha_key(a)] = point
@@ -173,9 +185,10 @@ class Experiment:
         alpha = choose_alpha(alphas, val_scores)
         i = alphas.index(alpha)
         if self.cfg.eval.test_curve:
-            unified_test = {t: float(sweep["test"][t][i]) for t in self.tasks}
+            unified_test = {t: float(swept[(t, "test")][i]) for t in self.tasks}
         else:
-            unified_test = {t: float(self._acc(vectors, [combos[i]], t, "test")[0]) for t in self.tasks}
+            chosen = self.scores(vectors, [combos[i]], [(t, "test") for t in self.tasks])
+            unified_test = {t: float(chosen[(t, "test")][0]) for t in self.tasks}
         return {"alpha": alpha, "alpha_ties": tied_alphas(val_scores), "curve": curve, "test": unified_test,
                 "absolute": absolute_accuracy(unified_test),
                 "normalized": normalized_accuracy(unified_test, individual["test"])}
@@ -187,16 +200,15 @@ class Experiment:
             others = [t for t in self.tasks if t != target]
             control = others[0]
         alphas = self.cfg.eval.alphas
-        combos = [[-a] for a in alphas]
-        target_val = self._acc([tv], combos, target, "val")
-        control_val = self._acc([tv], combos, control, "val")
-        alpha = choose_negation_alpha(alphas, target_val, control_val, pretrained["val"][control],
+        val = self.scores([tv], [[-a] for a in alphas], [(target, "val"), (control, "val")])
+        alpha = choose_negation_alpha(alphas, val[(target, "val")], val[(control, "val")], pretrained["val"][control],
                                       self.cfg.eval.negation_keep)
+        test = self.scores([tv], [[-alpha]], [(target, "test"), (control, "test")])
         return {
             "control_task": control,
             "alpha": alpha,
-            "target": float(self._acc([tv], [[-alpha]], target, "test")[0]),
-            "control": float(self._acc([tv], [[-alpha]], control, "test")[0]),
+            "target": float(test[(target, "test")][0]),
+            "control": float(test[(control, "test")][0]),
             "pretrained_target": pretrained["test"][target],
             "pretrained_control": pretrained["test"][control],
         }

@@ -48,45 +48,34 @@ def kl_rows(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     return (logp.exp() * (logp - logq)).sum(-1)
 
 
-def _task_term(family: Family, vectors: Sequence[TaskVector], t: int, evalset: EvalSet, head: torch.Tensor,
-               grid: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """E_{x∈D_t} of both distances between f(θ0 + α_t τ_t) and f(θ0 + α1 τ1 + α2 τ2), over the grid."""
-    n = len(grid)
-
-    def alone(alpha: float) -> list[float]:
-        coefs = [0.0, 0.0]
-        coefs[t] = alpha
-        return coefs
-
-    singles: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def keep(i: int, b: int, rep: torch.Tensor) -> None:
-        singles[i, b] = (torch.log_softmax(rep.double(), -1), family.logits(rep, head).argmax(-1))
-
-    sweep(family, vectors, [alone(a) for a in grid], evalset, keep)
-
-    kl, disagree = np.zeros(n * n), np.zeros(n * n)
-
-    def compare(c: int, b: int, rep: torch.Tensor) -> None:
-        i = divmod(c, n)[t]  # the grid index of α_t in combination c = i1·n + i2
-        logp, pred = singles[i, b]
-        kl[c] += kl_rows(logp, torch.log_softmax(rep.double(), -1)).sum().item()
-        disagree[c] += (family.logits(rep, head).argmax(-1) != pred).sum().item()
-
-    sweep(family, vectors, [[a1, a2] for a1 in grid for a2 in grid], evalset, compare)
-    size = max(evalset.size, 1)
-    return kl.reshape(n, n) / size, disagree.reshape(n, n) / size
-
-
 def disentanglement_error(family: Family, vectors: Sequence[TaskVector], evalsets: Sequence[EvalSet],
                           heads: Sequence[torch.Tensor], grid: Sequence[float]) -> dict[str, np.ndarray]:
-    """ξ[i1, i2] at (grid[i1], grid[i2]) for both measures; vectors, evalsets and heads are (task 1, task 2)."""
+    """ξ[i1, i2] at (grid[i1], grid[i2]) for both measures; vectors, evalsets and heads are (task 1, task 2).
+
+    Each task t contributes E_{x∈D_t} of both distances between f(θ0 + α_t τ_t) and f(θ0 + α1 τ1 + α2 τ2)."""
     n = len(grid)
+    singles: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # (t, grid index, batch)
+    for t in (0, 1):
+        def keep(i: int, s: int, b: int, rep: torch.Tensor, t: int = t) -> None:
+            singles[t, i, b] = (torch.log_softmax(rep.double(), -1), family.logits(rep, heads[t]).argmax(-1))
+
+        sweep(family, vectors, [[a, 0.0] if t == 0 else [0.0, a] for a in grid], [evalsets[t]], keep)
+
+    kl, disagree = np.zeros((2, n * n)), np.zeros((2, n * n))
+
+    def compare(c: int, t: int, b: int, rep: torch.Tensor) -> None:
+        i = divmod(c, n)[t]  # the grid index of α_t in combination c = i1·n + i2
+        logp, pred = singles[t, i, b]
+        kl[t, c] += kl_rows(logp, torch.log_softmax(rep.double(), -1)).sum().item()
+        disagree[t, c] += (family.logits(rep, heads[t]).argmax(-1) != pred).sum().item()
+
+    # both tasks' sets under one application of each of the n² combinations
+    sweep(family, vectors, [[a1, a2] for a1 in grid for a2 in grid], evalsets, compare)
     out = {m: np.zeros((n, n)) for m in MEASURES}
     for t in (0, 1):
-        kl, disagree = _task_term(family, vectors, t, evalsets[t], heads[t], grid)
-        out["representation"] += kl
-        out["prediction"] += disagree
+        size = max(evalsets[t].size, 1)
+        out["representation"] += kl[t].reshape(n, n) / size
+        out["prediction"] += disagree[t].reshape(n, n) / size
     return out
 
 

@@ -31,21 +31,30 @@ def kernel_gap(per_task: Mapping[str, Mapping[str, float]]) -> float:
 
 
 def kernel_test(family: Family, vectors: Mapping[str, TaskVector], evalsets: Mapping[str, EvalSet],
-                heads: Mapping[str, torch.Tensor]) -> dict:
-    """Test accuracy of f(θ0 + τ_t) and of f_lin(θ0 + τ_t), task by task."""
+                heads: Mapping[str, torch.Tensor], model_accuracy: Mapping[str, float] | None = None) -> dict:
+    """Test accuracy of f(θ0 + τ_t) and of f_lin(θ0 + τ_t), task by task.
+
+    `model_accuracy` is f(θ0 + τ_t)'s test accuracy where the run already scored it (its individual model)."""
     per_task = {}
     for task, tv in vectors.items():
-        model = accuracies(family, [tv], [[1.0]], evalsets[task], heads[task])[0]
+        if model_accuracy is not None and task in model_accuracy:
+            model = model_accuracy[task]
+        else:
+            model = accuracies(family, [tv], [[1.0]], evalsets[task], heads[task])[0]
         linear = accuracies(family, [posthoc_linear(tv)], [[1.0]], evalsets[task], heads[task])[0]
         per_task[task] = {"model": float(model), "posthoc_linear": float(linear)}
     return {"per_task": per_task, "mean_gap": kernel_gap(per_task)}
 
 
-def kernel(exp, first: Mapping[str, Mapping[str, TaskVector]], log=print) -> dict:
-    """The kernel test for every non-linearly trained paradigm of the run, on the test splits."""
+def kernel(exp, first: Mapping[str, Mapping[str, TaskVector]],
+           individual: Mapping[str, Mapping[str, float]] | None = None, log=print) -> dict:
+    """The kernel test for every non-linearly trained paradigm of the run, on the test splits.
+
+    `individual` maps a paradigm to its first seed's individual test accuracies, reused when given."""
     out = {}
     for paradigm in (p for p in NONLINEAR_PARADIGMS if p in first):
         log(f"kernel test: {paradigm}")
         tests = {t: exp.evalsets[t]["test"] for t in first[paradigm]}
-        out[paradigm] = kernel_test(exp.family, first[paradigm], tests, exp.heads)
+        out[paradigm] = kernel_test(exp.family, first[paradigm], tests, exp.heads,
+                                    (individual or {}).get(paradigm))
     return out

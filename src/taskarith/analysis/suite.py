@@ -51,7 +51,8 @@ def run_analyses(exp, all_vectors: dict, paradigms: dict, log=print) -> dict:
         out["advantage"] = nonlinear_advantage(paradigms)
     if cfg.kernel:
         log("analysis: kernel behaviour")
-        out["kernel"] = kernel(exp, first, log=log)
+        individual = {p: paradigms[p]["seeds"]["0"]["individual"]["test"] for p in first}
+        out["kernel"] = kernel(exp, first, individual, log=log)
     if pairs:
         log(f"analysis: weight disentanglement of {', '.join(pair_key(p) for p in pairs)}")
         out["disentangle"] = disentangle_section(exp, first, pairs, grid_points=cfg.disentangle_grid,
