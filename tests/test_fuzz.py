@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from taskarith.config import ExperimentConfig, load_config
+from taskarith.data.files import load_file_task
 from taskarith.errors import TaskarithError
 from taskarith.report import load_results
 from taskarith.vectors import TaskVector
@@ -167,3 +168,53 @@ def test_results_json_gives_a_dict_or_an_error(value, schema, tmp_path):
 @example(data=b'{"schema": 1, "x": NaN}')
 def test_results_bytes_give_a_dict_or_an_error(data, tmp_path):
     _results_or_error(tmp_path, data)
+
+
+# --- task files ----------------------------------------------------------------------------------------------
+
+def _task_or_error(tmp_path, name: str, data: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    try:
+        task = load_file_task(path, caps={"train": 50})
+    except TaskarithError as e:
+        assert "\n" not in str(e)
+        return
+    assert len(task.class_names) >= 2 and len(set(task.class_names)) == len(task.class_names)
+    for split in (task.train, task.val, task.test):
+        assert all(0 <= y < len(task.class_names) for y in split.labels)
+
+
+CSV_CELLS = st.text(max_size=12) | st.sampled_from(["1", "1.0", "01", "-0", "nan", "a,b", '"q"', "\x00", "\r"])
+CSV_ROWS = st.lists(st.lists(CSV_CELLS, min_size=1, max_size=3), max_size=12)
+
+
+@FUZZ
+@given(rows=CSV_ROWS, header=st.sampled_from(["text,label", "label,text", "text", "x,y", ""]))
+@example(rows=[["a" * 140_000, "1"], ["b", "2"]], header="text,label")  # a field over the csv module's limit
+@example(rows=[["a", "1"], ["b", "1.0"], ["c", "2"]], header="text,label")  # one number spelled two ways
+def test_csv_task_files_give_a_task_or_an_error(rows, header, tmp_path):
+    body = "\n".join(",".join(r) for r in rows)
+    _task_or_error(tmp_path, "task.csv", (header + "\n" + body).encode("utf-8", "surrogatepass"))
+
+
+JSON_VALUES = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2) | st.text(max_size=8)
+JSON_RECORDS = st.lists(st.dictionaries(st.sampled_from(["text", "label", "x"]), JSON_VALUES, max_size=3)
+                        | JSON_VALUES, max_size=12)
+
+
+@FUZZ
+@given(records=JSON_RECORDS, as_array=st.booleans())
+@example(records=[{"text": "a", "label": 1}, {"text": "b", "label": 1.0}, {"text": "c", "label": 2}], as_array=False)
+def test_jsonl_task_files_give_a_task_or_an_error(records, as_array, tmp_path):
+    text = json.dumps(records) if as_array else "\n".join(json.dumps(r) for r in records)
+    _task_or_error(tmp_path, "task.jsonl", text.encode())
+
+
+@FUZZ
+@given(data=st.binary(max_size=300))
+@example(data=b"text,label\n\"unterminated,1\n")
+@example(data=b"\xef\xbb\xbftext,label\r\na,1\r\nb,2\r\n")
+def test_task_file_bytes_give_a_task_or_an_error(data, tmp_path):
+    _task_or_error(tmp_path, "task.csv", data)
+    _task_or_error(tmp_path, "task.jsonl", data)

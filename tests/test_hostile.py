@@ -133,6 +133,41 @@ def _nothing_escaped(c: Ctx) -> None:
     _absent(c.tmp.parent / "x", c.tmp / "runs")
 
 
+def _vector_pair(c: Ctx, second: float) -> list[str]:
+    """Two attention vectors w and second·w, merged by the plain sum."""
+    meta = {"base_model": "m", "base_hash": "0" * 64, "paradigm": "attention", "preset": "attention"}
+    paths = []
+    for i, scale in enumerate((1.0, second)):
+        path = c.tmp / f"p{i}.safetensors"
+        TaskVector({"w": torch.arange(1.0, 5.0) * scale}, {**meta, "task": f"t{i}"}).save(path)
+        paths.append(str(path))
+    return ["vector", "merge", *paths, "--rule", "task_arithmetic", "--out", str(c.tmp / "m.safetensors")]
+
+
+def _empty_vector(c: Ctx) -> list[str]:
+    path = c.tmp / "empty.safetensors"
+    TaskVector({}, {"base_model": "m", "base_hash": "0" * 64, "paradigm": "attention", "task": "t"}).save(path)
+    return ["vector", "info", str(path)]
+
+
+def _failed_run(c: Ctx, **sections) -> list[str]:
+    """A run into a folder that does not exist yet, failing after it took the folder's lock."""
+    return ["run", str(c.config(**sections)), "--out", str(c.tmp / "new" / "deep" / "run")]
+
+
+def _no_run_folder(c: Ctx) -> None:
+    _absent(c.tmp / "new")
+
+
+def _results_fifo(c: Ctx) -> list[str]:
+    _mkdir(c.tmp / "r")
+    return ["report", str(_fifo(c, "r/results.json").parent)]
+
+
+def _jsonl(*labels) -> bytes:
+    return "".join(json.dumps({"text": f"text {i}", "label": y}) + "\n" for i, y in enumerate(labels)).encode()
+
+
 # --- the table -------------------------------------------------------------------------------------------
 
 @dataclass
@@ -203,8 +238,56 @@ CASES = [
         "--task", str(_link(c.tmp / "l.csv", _fifo(c, "t.csv")))), "a named pipe, not a regular file"),
     Case("task-file-is-a-folder", lambda c: c.finetune_args("--task", str(_mkdir(c.tmp / "d.jsonl"))),
          "cannot read (Is a directory)"),
+    Case("results-json-is-a-fifo", _results_fifo,
+         "results.json: cannot read (a named pipe, not a regular file)"),
     Case("vector-file-is-a-fifo", lambda c: ["vector", "info", str(_fifo(c, "v.safetensors"))],
          "cannot read (a named pipe, not a regular file)"),
+    # class 3: a failed run leaves no folder or lock behind (temp files: the tests below the table)
+    Case("failed-run-bad-control", lambda c: _failed_run(c, eval={"negation_control": "nope"}),
+         "eval.negation_control = 'nope': not a task of this run", _no_run_folder),
+    Case("failed-run-missing-task", lambda c: _failed_run(c, data={"tasks": [str(c.tmp / "gone.csv")]}),
+         "gone.csv", _no_run_folder),
+    # class 4: mistakes in files, flags and configs are one line, never a traceback
+    Case("csv-field-over-limit", lambda c: _task_file(c, "big.csv", b"text,label\n" + b"a" * 140_000 + b",x\nb,y\n"),
+         "not valid CSV (field larger than field limit"),
+    Case("jsonl-5000-digit-label", lambda c: _task_file(c, "d.jsonl", b'{"text": "a", "label": ' + b"9" * 5000 + b"}\n"),
+         "line 1: not valid JSON (Exceeds the limit"),
+    Case("results-5000-digit-number", lambda c: ["report", str(_write(_mkdir(c.tmp / "r") / "results.json",
+                                                                    b'{"schema": ' + b"1" * 5000 + b"}").parent)],
+         "results.json: invalid JSON (Exceeds the limit"),
+    Case("seed-beyond-64-bits", lambda c: ["run", str(c.config(train={"seed": 2**70}))],
+         "train.seed: Input should be less than"),
+    Case("merge-seed-beyond-64-bits", lambda c: ["vector", "merge", *_vectors(c.tmp), "--rule", "dare", "--seed",
+                                                 str(2**70), "--out", str(c.tmp / "m.safetensors")],
+         "merge seed must lie in [0, 2**63)"),
+    Case("seeds-flag-huge", lambda c: ["run", str(c.config()), "--seeds", str(10**30)], "--seeds must lie in [1, 1000]"),
+    Case("max-length-beyond-positions", lambda c: ["run", str(c.config(model={"max_length": 10**6}))],
+         "model.max_length = 1000000:"),
+    Case("override-5000-digit-int", lambda c: ["run", str(c.config()), "--set", "train.steps=" + "9" * 5000],
+         "value is not valid YAML"),
+    Case("config-5000-digit-int", lambda c: _yaml(c, "train:\n  steps: " + "9" * 5000 + "\n"), "not valid YAML"),
+    # class 6: nonsense is refused, not coerced
+    Case("lr-true", lambda c: ["run", str(c.config(train={"lr": True}))], "train.lr: Input should be a valid number"),
+    Case("steps-true", lambda c: ["run", str(c.config(train={"steps": True}))],
+         "train.steps: Input should be a valid integer"),
+    Case("steps-fraction", lambda c: ["run", str(c.config(train={"steps": 2.5}))],
+         "train.steps: Input should be a valid integer"),
+    Case("negation-one", lambda c: ["run", str(c.config(eval={"negation": 1}))],
+         "eval.negation: Input should be a valid boolean"),
+    Case("alphas-bool", lambda c: ["run", str(c.config(eval={"alphas": [True]}))], "Input should be a valid number"),
+    Case("override-lr-string", lambda c: ["run", str(c.config()), "--set", "train.lr='1e-3'"],
+         "train.lr: Input should be a valid number"),
+    Case("duplicate-key", lambda c: _yaml(c, "name: a\nname: b\n"), "line 2: duplicate key 'name'"),
+    Case("duplicate-nested-key", lambda c: _yaml(c, "train:\n  lr: 0.1\n  lr: 0.2\n"), "line 3: duplicate key 'lr'"),
+    Case("duplicate-key-in-override", lambda c: ["run", str(c.config()), "--set", "train={lr: 1, lr: 2}"],
+         "duplicate key 'lr'"),
+    Case("labels-int-and-float", lambda c: _task_file(c, "n.jsonl", _jsonl(1, 1.0, 2)),
+         "labels '1' and '1.0' spell the same number"),
+    Case("labels-leading-zero", lambda c: _task_file(c, "z.csv", b"text,label\na,01\nb,1\nc,2\n"),
+         "labels '01' and '1' spell the same number"),
+    Case("vector-without-tensors", _empty_vector, "the task vector holds no tensors"),
+    Case("merge-cancels-to-zero", lambda c: _vector_pair(c, -1.0), "is zero everywhere; nothing to apply",
+         lambda c: _absent(c.tmp / "m.safetensors")),
 ]
 
 
@@ -310,3 +393,90 @@ def test_vector_merge_escapes_task_names(tmp_path):
     assert result.exit_code == 0, result.output
     assert all(line.isprintable() for line in result.stdout.split("\n")[:-1]), result.stdout
     assert "\\x1b]0;x\\x07" in result.stdout
+
+
+# --- class 3: temp files of killed writes --------------------------------------------------------------------
+
+_KILLED_WRITER = """
+import os, sys, time, torch
+from taskarith.atomic import save_safetensors
+os.replace = lambda *a: time.sleep(600)  # the temp file is complete: hang before the rename, to be killed there
+save_safetensors(sys.argv[1], {"w": torch.zeros(1_000_000)})
+"""
+
+
+def _kill_mid_write(target: Path) -> Path:
+    """SIGKILL a process that is writing `target`; returns the temp file it leaves behind."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)])
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in target.parent.glob(f".{target.name}.*.tmp") if p.stat().st_size > 4_000_000]:
+            assert proc.poll() is None and time.monotonic() < deadline, "the writer never got to its rename"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    (left,) = target.parent.glob(f".{target.name}.*.tmp")
+    assert f".{proc.pid}." in left.name  # named by its writer, so the next write knows it is stale
+    return left
+
+
+def test_a_killed_vector_write_is_cleaned_by_the_next_write(tmp_path):
+    target = tmp_path / "v.safetensors"
+    _kill_mid_write(target)
+    TaskVector({"w": torch.ones(3)}, {"task": "t", "paradigm": "attention"}).save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.safetensors"]
+
+
+def test_a_killed_write_in_a_run_folder_is_cleaned_by_the_next_run(tmp_path, tiny_model_dir, csv_tasks):
+    from test_run import tiny_config
+    from taskarith.run import run_experiment
+
+    run = tmp_path / "run"
+    _kill_mid_write(run / "vectors" / "seed0" / "attention" / Path(csv_tasks[0]).stem / "checkpoint.safetensors")
+    cfg = tiny_config(tiny_model_dir, csv_tasks, eval={"negation": False})
+    run_experiment(cfg.model_copy(update={"paradigms": ["attention"]}), run, progress=False, log=lambda *_: None)
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_live_writers_temp_file_is_left_alone(tmp_path):
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        live = _write(tmp_path / f".v.safetensors.{sleeper.pid}.abc123.tmp", b"partial")
+        TaskVector({"w": torch.ones(3)}, {"task": "t", "paradigm": "attention"}).save(tmp_path / "v.safetensors")
+        assert live.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_failed_run_keeps_a_folder_that_was_there(tmp_path, tiny_model_dir, csv_tasks):
+    run = _mkdir(tmp_path / "mine")
+    _write(run / "notes.txt", b"keep")
+    config = _write(tmp_path / "c.yaml", json.dumps({"model": {"name": str(tiny_model_dir), "max_length": 16},
+                                                      "data": {"tasks": csv_tasks},
+                                                      "eval": {"negation_control": "nope"}}).encode())
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(run)])
+    assert result.exit_code == 2, result.output
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "notes.txt"]
+
+
+def test_a_killed_figure_write_is_cleaned_by_the_next_report(tmp_path):
+    """The published text8 folder, reported again after a report was killed while saving a figure."""
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "text8"
+    shutil.copytree(Path(__file__).parents[1] / "docs" / "results" / "text8", folder)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    figure = next((folder / "figures").glob("*.png"))
+    _write(figure.parent / f".{figure.name}.{dead.pid}.k1ll3d.tmp", b"")
+    result = CliRunner().invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]

@@ -1,9 +1,12 @@
-"""Atomic artifact writes: temp file in the same folder, fsync, rename. Readers never see half a file."""
+"""Atomic artifact writes: temp file in the same folder, fsync, rename. Readers never see half a file.
+
+Every temp file is ours, named `.NAME.PID.XXXXXX.tmp` beside NAME: libraries get bytes to serialize, never a
+path, so none leaves a temp file of its own. A write killed midway leaves one such file; the next write of
+NAME removes it once its PID is gone, and a run removes every one in its folder before it starts."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import tempfile
@@ -36,7 +39,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _refuse_symlinks(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise TaskarithError(f"{path.parent}: cannot write here ({e.strerror})") from e
     _umask = os.umask(0)
@@ -59,6 +63,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's live process, or not a pid we can judge: leave its file
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove temp files of earlier writes of `path` whose writer process has died."""
+    prefix = f".{path.name}."
+    for entry in os.scandir(path.parent):
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        pid = entry.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)  # unlinks a planted link itself, never its target
 
 
 def fsync_dir(folder: Path) -> None:
@@ -92,12 +118,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """Serialized in memory, then written like any artifact: given a path, safetensors would write through a
+    temp file of its own that a kill leaves behind under a name no cleanup knows."""
     from safetensors import SafetensorError
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    with atomic_path(path) as tmp:
-        try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        except SafetensorError as e:
-            # safetensors reports a failed write (a full disk) as its own type: treat it as the OSError it is
-            raise OSError(errno.EIO, str(e).strip()) from e
+    try:
+        data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+    except SafetensorError as e:
+        raise TaskarithError(f"{path}: cannot serialize the tensors ({str(e).strip()})") from e
+    write_bytes(path, data)

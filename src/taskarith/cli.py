@@ -74,12 +74,13 @@ def run(
     trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
+    from .config import MAX_SEEDS
     from .report import write_report
     from .run import run_experiment
 
     cfg = _load_config(config, set_, trust_pickle)
-    if seeds is not None and seeds < 1:
-        raise TaskarithError(f"--seeds must be at least 1, got {seeds}")
+    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
+        raise TaskarithError(f"--seeds must lie in [1, {MAX_SEEDS}], got {seeds}")
     run_dir = out or Path("runs") / cfg.name
     started = time.perf_counter()
     results = run_experiment(cfg, run_dir, seeds=seeds, log=_echo)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import TaskarithError, clip, quote
 from .safety import PLAIN_NAME_RULE, is_plain_name, read_regular
 
 PARADIGMS = ("nonlinear", "linear", "attention")
+MAX_SEEDS = 1000
 
 
 class _Strict(BaseModel):
-    # inf and nan pass bounds such as gt=0 and would only fail deep inside training
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # inf and nan pass bounds such as gt=0 and would only fail deep inside training. Strict types: without them
+    # `lr: true` trains at 1.0 and `steps: 2.7` at 2; an integer still passes for a float
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class TrainConfig(_Strict):
@@ -32,7 +35,8 @@ class TrainConfig(_Strict):
     warmup_steps: int = Field(200, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
     checkpoint_every: int = Field(100, gt=0)
-    seed: int = 0
+    # torch and numpy take seeds below 2**63; the run adds the seed index to it
+    seed: int = Field(0, ge=0, lt=2**62)
 
 
 class ModelConfig(_Strict):
@@ -96,6 +100,14 @@ class AnalysisConfig(_Strict):
     disentangle_points: int = Field(2048, gt=0)
     ablation: list[str] = Field(default_factory=list)
 
+    @field_validator("disentangle_pairs", mode="before")
+    @classmethod
+    def _pairs_from_lists(cls, pairs: object) -> object:
+        # YAML and results.json give each pair as a list; strict types take only a tuple
+        if isinstance(pairs, list):
+            return [tuple(p) if isinstance(p, list) else p for p in pairs]
+        return pairs
+
 
 class ExperimentConfig(_Strict):
     name: str = "experiment"
@@ -105,9 +117,27 @@ class ExperimentConfig(_Strict):
     paradigms: list[Literal["nonlinear", "linear", "attention"]] = Field(
         default_factory=lambda: list(PARADIGMS), min_length=1
     )
-    seeds: int = Field(1, gt=0)
+    seeds: int = Field(1, gt=0, le=MAX_SEEDS)
+    # empty: train.lr for every paradigm, the paper's protocol. Else each paradigm's rate is chosen among these
+    # on validation (seed 0's mean individual accuracy); train.lr must be one of them and wins ties
+    lr_search: list[float] = Field(default_factory=list)
     eval: EvalConfig = EvalConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+
+    @field_validator("lr_search")
+    @classmethod
+    def _positive_rates(cls, rates: list[float]) -> list[float]:
+        bad = [r for r in rates if not 0 < r < 3.4e38]
+        if bad:
+            raise ValueError(f"learning rates must be positive float32 values, got {bad[0]}")
+        return sorted(set(rates))
+
+    @model_validator(mode="after")
+    def _search_holds_the_default(self) -> "ExperimentConfig":
+        if self.lr_search and self.train.lr not in self.lr_search:
+            raise ValueError(f"train.lr = {self.train.lr:g} must be one of the candidates, "
+                             f"{', '.join(f'{r:g}' for r in self.lr_search)}: it is the paper's rate and wins ties")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -130,6 +160,25 @@ class _Loader(yaml.SafeLoader):
                 event.start_mark)
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):
+        # the last of two equal keys would win without a word
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"line {key_node.start_mark.line + 1}: duplicate key {quote(key)}", key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 reads 1e-4 (no dot) as a string; strict types would then refuse the usual way to write a rate
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
 
 def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
@@ -151,7 +200,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     try:
         return key.strip(), _load_yaml(raw)
-    except (yaml.YAMLError, RecursionError) as e:  # the parser recurses once per nesting level
+    # the parser recurses once per nesting level; an integer of over 4,300 digits is a ValueError
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise TaskarithError(f"override {quote(text)}: value is not valid YAML ({clip(first)})") from e
 
@@ -189,7 +239,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             raise TaskarithError(f"{path}: no such config file") from e
         except OSError as e:
             raise TaskarithError(f"{path}: cannot read the config file ({e.strerror})") from e
-        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError) as e:
             first = (str(e).splitlines() or [type(e).__name__])[0]
             raise TaskarithError(f"{path}: not valid YAML ({clip(first)})") from e
         if not isinstance(tree, dict):

@@ -43,9 +43,38 @@ def _open_lock(folder: Path) -> int:
     return fd
 
 
+def _missing(folder: Path) -> list[Path]:
+    """The folder and those of its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for part in [folder, *folder.parents]:
+        if os.path.lexists(part):
+            break
+        missing.append(part)
+    return missing
+
+
+def _remove_if_untouched(folder: Path, created: list[Path]) -> None:
+    """After a failure, remove what taking the lock created, if nothing but empty folders was written since."""
+    if not created:
+        return
+    for root, dirs, files in os.walk(folder, topdown=False):  # never follows a link: a link is kept, and all with it
+        if any(Path(root, f) != folder / ".lock" for f in files) or any(Path(root, d).is_symlink() for d in dirs):
+            return
+    for root, dirs, _ in os.walk(folder, topdown=False):
+        for d in dirs:
+            os.rmdir(Path(root, d))
+    (folder / ".lock").unlink(missing_ok=True)
+    for part in created:
+        with contextlib.suppress(OSError):
+            os.rmdir(part)
+
+
 @contextlib.contextmanager
 def run_lock(folder: str | Path) -> Iterator[None]:
+    """Hold the run folder's lock. A failure before anything was written removes the lock and the folders
+    this call created, so a mistyped config leaves nothing behind."""
     folder = Path(folder)
+    created = _missing(Path(os.path.abspath(folder)))
     fd = _open_lock(folder)
     try:
         try:
@@ -53,13 +82,28 @@ def run_lock(folder: str | Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise TaskarithError(f"{folder}: another taskarith process (pid {holder}) is using this run folder")
+        if not _same_file(fd, folder / ".lock"):  # removed or replaced between our open and our flock
+            raise TaskarithError(f"{folder}: the run folder's lock changed while it was taken; try again")
         # only the holder of the flock may clear the file: truncating earlier would wipe a live holder's pid
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         token = _held.set(Path(os.path.abspath(folder)))
         try:
             yield
+        except BaseException:
+            with contextlib.suppress(OSError):
+                _remove_if_untouched(Path(os.path.abspath(folder)), created)
+            raise
         finally:
             _held.reset(token)
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    st = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino)

@@ -26,6 +26,7 @@ from .evaluate import (EvalSet, absolute_accuracy, accuracy_table, choose_alpha,
 from .finetune.selection import select
 from .finetune.trainer import finetune, resolve_paradigm
 from .lock import run_lock
+from .lr_search import search_learning_rates
 from .merge import merge_vectors
 from .models import load_model
 from .models.base import Family
@@ -47,12 +48,16 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def vector_path(seed: int, paradigm: str, task: str, preset: str | None = None) -> Path:
-    """Where a run keeps a task vector, relative to the run folder; every part is a plain name."""
+def vector_path(seed: int, paradigm: str, task: str, preset: str | None = None, lr: float | None = None) -> Path:
+    """Where a run keeps a task vector, relative to the run folder; every part is a plain name.
+
+    `lr` is given for a rate other than train.lr (an lr_search candidate), which gets a folder of its own."""
     label = paradigm if preset is None else f"{paradigm}-{preset}"
     if not is_plain_name(label):
         # a regex:PATTERN preset may hold "/" or "..": its folder is named by a digest instead
         label = f"{paradigm}-regex-{hashlib.sha256(preset.encode()).hexdigest()[:16]}"
+    if lr is not None:
+        label = f"{label}-lr{lr:g}"
     return Path("vectors") / f"seed{seed}" / label / check_name(task, "task name") / "vector.safetensors"
 
 
@@ -98,11 +103,18 @@ class Experiment:
         return {t: self._data[(t, seed)] for t in self.tasks}
 
     # --- fine-tuning -------------------------------------------------------------------------
-    def vector(self, seed: int, paradigm: str, task: str, preset: str | None = None) -> TaskVector:
+    def vector_file(self, seed: int, paradigm: str, task: str, preset: str | None = None,
+                    lr: float | None = None) -> Path:
+        """The vector's path relative to the run folder; train.lr's vectors keep the plain layout."""
+        return vector_path(seed, paradigm, task, preset, None if lr in (None, self.cfg.train.lr) else lr)
+
+    def vector(self, seed: int, paradigm: str, task: str, preset: str | None = None,
+               lr: float | None = None) -> TaskVector:
         par = resolve_paradigm(paradigm, preset)
-        path = self.run_dir / vector_path(seed, paradigm, task, preset)
+        path = self.run_dir / self.vector_file(seed, paradigm, task, preset, lr)
         folder = path.parent
-        train = self.cfg.train.model_copy(update={"seed": self.cfg.train.seed + seed})
+        train = self.cfg.train.model_copy(update={"seed": self.cfg.train.seed + seed,
+                                                  "lr": self.cfg.train.lr if lr is None else lr})
         if path.exists():
             tv = TaskVector.load(path)
             if tv.meta.get("train_config") == train.model_dump() and tv.meta.get("preset") == par.preset:
@@ -239,14 +251,21 @@ def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool
     pretrained = exp.pretrained()
     timings: dict = {"finetune_seconds": 0.0, "evaluate_seconds": 0.0,
                      "per_seed": {str(s): {"finetune_seconds": 0.0, "evaluate_seconds": 0.0} for s in range(n_seeds)}}
+    lr_search, rates = None, {p: cfg.train.lr for p in cfg.paradigms}
+    if cfg.lr_search:
+        searched = time.perf_counter()
+        lr_search = search_learning_rates(exp, log=log)  # seed 0's vectors at each chosen rate are cached
+        rates = {p: lr_search[p]["chosen"] for p in cfg.paradigms}
+        timings["lr_search_seconds"] = time.perf_counter() - searched
     paradigms: dict[str, dict] = {}
     all_vectors: dict[str, dict[int, dict[str, TaskVector]]] = {}
     for paradigm in cfg.paradigms:
-        entry = {"label": LABELS[paradigm], "preset": resolve_paradigm(paradigm).preset, "seeds": {}}
+        entry = {"label": LABELS[paradigm], "preset": resolve_paradigm(paradigm).preset, "lr": rates[paradigm],
+                 "seeds": {}}
         all_vectors[paradigm] = {}
         for seed in range(n_seeds):
             t0 = time.perf_counter()
-            vectors = {t: exp.vector(seed, paradigm, t) for t in exp.tasks}
+            vectors = {t: exp.vector(seed, paradigm, t, lr=rates[paradigm]) for t in exp.tasks}
             t1 = time.perf_counter()
             log(f"evaluating {paradigm} (seed {seed})")
             result = exp.evaluate(vectors, pretrained)
@@ -255,7 +274,7 @@ def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool
                 bucket["evaluate_seconds"] += time.perf_counter() - t1
             result["training"] = {t: {**tv.meta["training"], "steps": tv.meta["train_config"]["steps"]}
                                   for t, tv in vectors.items()}
-            result["vectors"] = {t: str(vector_path(seed, paradigm, t)) for t in exp.tasks}
+            result["vectors"] = {t: str(exp.vector_file(seed, paradigm, t, lr=rates[paradigm])) for t in exp.tasks}
             entry["seeds"][str(seed)] = result
             all_vectors[paradigm][seed] = vectors
             entry["selection"] = next(iter(vectors.values())).meta["selection"]
@@ -281,6 +300,7 @@ def _run(cfg: ExperimentConfig, run_dir: Path, seeds: int | None, progress: bool
                   for t, d in exp.data(0).items()},
         "pretrained": pretrained,
         "paradigms": paradigms,
+        **({"lr_search": lr_search} if lr_search else {}),
         "analysis": analysis,
         "timings": timings,
     }

@@ -14,7 +14,7 @@ import torch
 
 from . import __version__
 from .atomic import save_safetensors
-from .errors import TaskarithError
+from .errors import TaskarithError, clip
 from .models.base import Family
 
 SCHEMA_VERSION = 1
@@ -158,9 +158,13 @@ class TaskVector:
             raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({e.msg})") from e
         except RecursionError as e:  # the parser recurses once per nesting level
             raise TaskarithError(f"{path}: task-vector metadata is nested too deeply") from e
+        except ValueError as e:  # an integer of over 4,300 digits
+            raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({clip(str(e))})") from e
         if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
             got = meta.get("schema") if isinstance(meta, dict) else None
             raise TaskarithError(f"{path}: task-vector schema {got!r} is not supported (expected {SCHEMA_VERSION})")
+        if not tensors:
+            raise TaskarithError(f"{path}: the task vector holds no tensors")
         for n, t in tensors.items():
             if t.dtype not in FLOAT_DTYPES:
                 raise TaskarithError(f"{path}: tensor {n!r} has dtype {t.dtype}; expected float16, bfloat16, "

@@ -44,9 +44,12 @@ def _read_csv(path: Path, content: str, text_column: str, label_column: str) -> 
         if column not in found:
             raise _missing_column(path, column, found)
     # line_num counts physical lines read so far, so a row's message names its last line.
-    return [(_text_string(path, f"line {reader.line_num}", row[text_column]),
-             _label_string(path, f"line {reader.line_num}", row[label_column]))
-            for row in reader]
+    try:
+        return [(_text_string(path, f"line {reader.line_num}", row[text_column]),
+                 _label_string(path, f"line {reader.line_num}", row[label_column]))
+                for row in reader]
+    except csv.Error as e:  # a field over the csv module's size limit, a NUL byte
+        raise TaskarithError(f"{path} line {reader.line_num}: not valid CSV ({clip(str(e))})") from None
 
 
 def _json_records(path: Path, content: str) -> list[tuple[str, object]]:
@@ -56,6 +59,8 @@ def _json_records(path: Path, content: str) -> list[tuple[str, object]]:
             records = json.loads(content)
         except json.JSONDecodeError as e:
             raise TaskarithError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:  # an integer over 4,300 digits; nesting past the recursion limit
+            raise TaskarithError(f"{path}: not valid JSON ({clip(str(e))})") from None
         return [(f"record {n}", record) for n, record in enumerate(records, 1)]
     pairs = []
     for n, raw in enumerate(content.splitlines(), 1):
@@ -64,6 +69,8 @@ def _json_records(path: Path, content: str) -> list[tuple[str, object]]:
                 pairs.append((f"line {n}", json.loads(raw)))
             except json.JSONDecodeError as e:
                 raise TaskarithError(f"{path} line {n}: not valid JSON ({e.msg})") from None
+            except (ValueError, RecursionError) as e:
+                raise TaskarithError(f"{path} line {n}: not valid JSON ({clip(str(e))})") from None
     return pairs
 
 
@@ -102,6 +109,20 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text",
     return dedupe([tidy(text) for text, _ in rows], [label for _, label in rows])
 
 
+def _check_label_spellings(path: Path, labels: Sequence[str]) -> None:
+    """Refuse two spellings of one number ("1" and "1.0"): each would silently become a class of its own."""
+    spelled: dict[float, str] = {}
+    for label in sorted(set(labels)):
+        try:
+            value = float(label)
+        except ValueError:
+            continue
+        if value in spelled:
+            raise TaskarithError(f"{path}: labels {quote(spelled[value])} and {quote(label)} spell the same number; "
+                                 f"write every label of a class the same way")
+        spelled[value] = label
+
+
 def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
     if isinstance(templates, str) or not templates:
         raise TaskarithError(f"templates = {templates!r}: expected a non-empty list of strings")
@@ -121,6 +142,7 @@ def load_file_task(path: str | os.PathLike, *, name: str | None = None, text_col
     name = name if name is not None else check_name(Path(path).stem, f"{path}: task name (the file's stem)")
     templates = _check_templates(("{}.",) if templates is None else templates)
     texts, label_strings = read_labelled(path, text_column, label_column)
+    _check_label_spellings(Path(path), label_strings)
     class_names = tuple(sorted(set(label_strings)))
     if len(class_names) < 2:
         raise TaskarithError(

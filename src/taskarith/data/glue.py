@@ -9,6 +9,7 @@ test labels are hidden); validation is carved from train by the registry's proto
 from __future__ import annotations
 
 import csv
+import io
 import math
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import TaskarithError, clip, quote
+from ..safety import read_regular
 from .registry import TaskData, make_task
 
 TEMPLATES = ("{}",)  # the target text is the label word itself
@@ -98,13 +100,14 @@ def _tsv_rows(path: Path, spec: GlueSpec) -> Rows:
     which are skipped as every GLUE reader does."""
     csv.field_size_limit(sys.maxsize)
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            lines = list(reader)
+        text = read_regular(path).decode("utf-8")
+        lines = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     except FileNotFoundError:
         raise TaskarithError(f"{path}: no such file") from None
     except UnicodeDecodeError as e:
         raise TaskarithError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
     if spec.header:
         if not lines:
             raise TaskarithError(f"{path}: empty file; expected a header row")

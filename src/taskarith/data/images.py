@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import fetch
 from ..errors import TaskarithError, quote
+from ..safety import read_regular
 from .registry import TaskData, make_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -172,8 +173,15 @@ def _unsplit_tree(folder: Path) -> Found:
 
 # --- torchvision formats ------------------------------------------------------------------------
 def _read_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
+    data = read_regular(path)
     return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return read_regular(path).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TaskarithError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -235,7 +243,7 @@ def _gtsrb(task_dir: Path) -> Found | None:
     tree = _class_tree(train_dir)
     keys = list(tree)
     index = {int(k): i for i, k in enumerate(keys) if k.isdigit()}
-    rows = list(csv.DictReader(io.StringIO(labels_csv.read_text(encoding="utf-8")), delimiter=";"))
+    rows = list(csv.DictReader(io.StringIO(_read_text(labels_csv)), delimiter=";"))
     if not rows or not {"Filename", "ClassId"} <= set(rows[0]):
         raise TaskarithError(f"{labels_csv}: expected columns Filename and ClassId (separated by ';')")
     bad = next((r["ClassId"] for r in rows if int(r["ClassId"]) not in index), None)
@@ -257,7 +265,7 @@ def _dtd(task_dir: Path) -> Found | None:
     def read(names: tuple[str, ...]) -> Inputs:
         paths, ys = [], []
         for name in names:
-            for line in parts[name].read_text(encoding="utf-8").split():
+            for line in _read_text(parts[name]).split():
                 key = line.split("/")[0]
                 if key not in index:
                     raise TaskarithError(f"{parts[name]}: {quote(line)} names no class folder in {images}")
@@ -274,7 +282,7 @@ def _sun397(task_dir: Path) -> Found | None:
     if base is None:
         return None
     tree = {}
-    for line in (base / "ClassName.txt").read_text(encoding="utf-8").split():
+    for line in _read_text(base / "ClassName.txt").split():
         folder = base / line.strip("/")
         if not folder.is_dir():
             raise TaskarithError(f"{base / 'ClassName.txt'}: class {quote(line)} has no folder {folder}")
@@ -302,6 +310,13 @@ def _task_dir(root: Path, spec: ImageSpec) -> Path:
 def read_image_task(spec: ImageSpec, task_dir: Path) -> Found:
     """The task's classes and images in the first layout found: split class folders, the task's own
     format, then unsplit class folders."""
+    try:
+        return _read_layout(spec, task_dir)
+    except OSError as e:  # unreadable, or a FIFO or device where a file should be
+        raise TaskarithError(f"{e.filename or task_dir}: cannot read ({e.strerror})") from None
+
+
+def _read_layout(spec: ImageSpec, task_dir: Path) -> Found:
     if (task_dir / "train").is_dir():
         return _split_tree(task_dir)
     reader = _FORMATS.get(spec.name)

@@ -75,6 +75,8 @@ def merge_vectors(vectors: Sequence[TaskVector], rule: str, *, density: float = 
         raise TaskarithError(f"unknown merge rule {rule!r}; known: {', '.join(MERGE_RULES)}")
     if not 0 < density <= 1:
         raise TaskarithError(f"merge density must lie in (0, 1], got {density}")
+    if not 0 <= seed < 2**63:  # torch's generators take a 64-bit seed
+        raise TaskarithError(f"merge seed must lie in [0, 2**63), got {seed}")
     if not vectors:
         raise TaskarithError("nothing to merge: no task vectors given")
     check_compatible(vectors)
@@ -85,6 +87,9 @@ def merge_vectors(vectors: Sequence[TaskVector], rule: str, *, density: float = 
     for name in sorted(first.tensors):  # sorted: DARE's random draws do not depend on storage order
         stack = torch.stack([tv.tensors[name] for tv in vectors])
         tensors[name] = fn(stack, density=density, generator=generator).to(stack.dtype)
+    if not any(bool(t.any()) for t in tensors.values()):
+        # τ and −τ summed, or signs that cancel everywhere: applying it would silently be θ0
+        raise TaskarithError(f"the {rule} merge of {len(vectors)} task vectors is zero everywhere; nothing to apply")
     meta = dict(first.meta)
     meta["task"] = f"{rule}(" + "+".join(str(tv.meta.get("task")) for tv in vectors) + ")"
     meta["merge"] = {"rule": rule, "density": density, "seed": seed,

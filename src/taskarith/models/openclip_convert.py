@@ -15,7 +15,8 @@ from typing import Mapping
 
 import torch
 
-from ..errors import TaskarithError
+from ..errors import TaskarithError, clip
+from ..safety import read_regular
 from ..tensor_files import read_safetensors
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -203,9 +204,11 @@ def read_side_config(path: Path) -> dict:
     if not side.is_file():
         return {}
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TaskarithError(f"{side}: not valid JSON ({e})") from e
+        data = json.loads(read_regular(side).decode("utf-8"))
+    except OSError as e:
+        raise TaskarithError(f"{side}: cannot read ({e.strerror})") from e
+    except (ValueError, RecursionError) as e:  # JSON and UTF-8 errors, 4,300-digit integers, deep nesting
+        raise TaskarithError(f"{side}: not valid JSON ({clip(str(e))})") from e
     if not isinstance(data, dict):
         raise TaskarithError(f"{side}: expected a JSON object")
     return data

@@ -36,6 +36,13 @@ def _load_pretrained(loader: Any, path: str, what: str, **kwargs: Any) -> Any:
         raise TaskarithError(f"{path}: cannot load the {what} from this {where}: {first}") from e
 
 
+def _check_length(net: torch.nn.Module, max_length: int, model: str) -> None:
+    """A sequence longer than the learned position table fails deep inside the forward pass: refuse it here."""
+    positions = getattr(net.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and max_length > positions:
+        raise TaskarithError(f"model.max_length = {max_length}: {model} has {positions} positions; use at most that")
+
+
 class TextEncoder(Family):
     """A BERT-family encoder; f(x) is the mask-weighted mean of the last hidden states."""
 
@@ -56,6 +63,7 @@ class TextEncoder(Family):
                                     use_safetensors=None if trust_pickle else True)
         if not hasattr(self.net.config, "hidden_size") or self.net.config.is_encoder_decoder:
             raise TaskarithError(f"{model}: {type(self.net).__name__} is not a supported text encoder")
+        _check_length(self.net, max_length, model)
         # mean pooling never reads the pooler; left in, it would count as trainable and decay to zero
         if getattr(self.net, "pooler", None) is not None:
             self.net.pooler = None
@@ -64,6 +72,7 @@ class TextEncoder(Family):
     @classmethod
     def from_module(cls, net: torch.nn.Module, tokenizer: Any, *, model_id: str, max_length: int = 128) -> "TextEncoder":
         """Wrap an already built module (tests build tiny random ones from configs)."""
+        _check_length(net, max_length, model_id)
         self = cls.__new__(cls)
         self.model_id, self.max_length, self.tokenizer, self.net = model_id, max_length, tokenizer, net
         if getattr(net, "pooler", None) is not None:

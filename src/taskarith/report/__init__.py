@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..atomic import write_text
-from ..errors import TaskarithError
+from ..errors import TaskarithError, clip
+from ..safety import read_regular
 
 SUPPORTED_SCHEMA = 1  # the "schema" of docs/results-schema.md this report understands
 
@@ -18,17 +19,21 @@ def load_results(path: str | Path) -> dict:
     """The results dict of a run, or a TaskarithError naming the file and what is wrong with it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path).decode("utf-8")
     except FileNotFoundError:
         raise TaskarithError(f"{path}: not found; run `taskarith run` first") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise TaskarithError(f"{path}: cannot read ({e})") from e
+    except UnicodeDecodeError as e:
+        raise TaskarithError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
     try:
         results = json.loads(text)
     except json.JSONDecodeError as e:
         raise TaskarithError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
     except RecursionError:  # the parser recurses once per nesting level
         raise TaskarithError(f"{path}: JSON nested too deeply") from None
+    except ValueError as e:  # an integer of over 4,300 digits
+        raise TaskarithError(f"{path}: invalid JSON ({clip(str(e))})") from None
     if not isinstance(results, dict):
         raise TaskarithError(f"{path}: expected a JSON object at the top level")
     schema = results.get("schema")

@@ -191,6 +191,8 @@ def timings_table(timings: Mapping) -> str:
     """Seconds per seed for fine-tuning and evaluation, then the analyses and the whole run."""
     rows = [[f"seed {s}", f"{t['finetune_seconds']:.0f}", f"{t['evaluate_seconds']:.0f}",
              f"{t['finetune_seconds'] + t['evaluate_seconds']:.0f}"] for s, t in timings["per_seed"].items()]
+    if "lr_search_seconds" in timings:  # seed 0's fine-tunes at the chosen rates are inside it
+        rows.insert(0, ["lr search (seed 0)", DASH, DASH, f"{timings['lr_search_seconds']:.0f}"])
     rows.append(["analyses (once)", DASH, DASH, f"{timings['analysis_seconds']:.0f}"])
     rows.append(["whole run", f"{timings['finetune_seconds']:.0f}", f"{timings['evaluate_seconds']:.0f}",
                  f"{timings['total_seconds']:.0f}"])
@@ -251,3 +253,13 @@ def gain_table(results: Mapping, needed: float = 0.05) -> str:
         rows.append([label(p), f"{100 * gains[worst]:+.1f} ({worst})", ", ".join(short) or "none"])
     return table(["Paradigm", "Smallest gain over zero-shot, pp (task)",
                   f"Tasks gaining under {100 * needed:g} pp"], rows, "lrl")
+
+
+def lr_search_table(results: Mapping) -> str:
+    """Each paradigm's mean individual validation accuracy at each candidate rate, and the rate chosen."""
+    search = results["lr_search"]
+    rates = sorted({float(r) for p in search.values() for r in p["validation"]})
+    rows = [[label(p)] + [pct(search[p]["validation"][f"{r:g}"]) if f"{r:g}" in search[p]["validation"] else DASH
+                          for r in rates] + [f"{search[p]['chosen']:g}"]
+            for p in paradigm_names(search)]
+    return table(["Paradigm"] + [f"lr {r:g} (%)" for r in rates] + ["Chosen"], rows, "l" + "r" * len(rates) + "r")
