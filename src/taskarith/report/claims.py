@@ -4,7 +4,8 @@ Each row holds the paper's figure (CLIP ViT-B/32), ours, and a verdict. A compar
 "holds" when ours points the paper's way by more than the combined spread sqrt(s1² + s2²), "does not
 hold" when it points the other way by more than that, and is "within noise" otherwise. The spread is
 the std over seeds where the run measured a figure per seed; for analyses run on the first seed only, it
-is the standard error over the items the figure averages (tasks, task pairs) and the row says so.
+is the standard error over the items the figure averages (tasks, task pairs) and the row says so. One
+value has no spread: its verdict gives the direction only and says so ("holds, no spread").
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from .tables import label
 
 HOLDS, FAILS, NOISE, MISSING = "holds", "does not hold", "within noise", "not measured"
+HOLDS_ONE, FAILS_ONE = "holds, no spread", "does not hold, no spread"  # one value: a direction only
 ORDER = ("attention", "linear", "nonlinear")  # the paper's ranking, best first
 
 
@@ -28,13 +30,14 @@ class Stat:
 
     @staticmethod
     def over(values: Iterable[float]) -> "Stat":
+        """Mean and std; the spread of a single value is unknown (NaN), not zero."""
         v = np.asarray(list(values), dtype=float)
-        return Stat(float(v.mean()), float(v.std()))
+        return Stat(float(v.mean()), float(v.std()) if len(v) > 1 else math.nan)
 
     @staticmethod
     def error_of_mean(values: Iterable[float]) -> "Stat":
         v = np.asarray(list(values), dtype=float)
-        return Stat(float(v.mean()), float(v.std() / math.sqrt(len(v))))
+        return Stat(float(v.mean()), float(v.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Claim:
 def better(a: Stat, b: Stat) -> str:
     """Whether a exceeds b beyond the combined spread."""
     diff, noise = a.mean - b.mean, math.hypot(a.std, b.std)
+    if math.isnan(noise):
+        return NOISE if diff == 0 else HOLDS_ONE if diff > 0 else FAILS_ONE
     if abs(diff) < noise:
         return NOISE
     return HOLDS if diff > 0 else FAILS
@@ -55,7 +60,7 @@ def better(a: Stat, b: Stat) -> str:
 
 def combine(verdicts: Sequence[str]) -> str:
     """A claim made of several comparisons: it fails if one fails, is noise if one is, else holds."""
-    for v in (MISSING, FAILS, NOISE):
+    for v in (MISSING, FAILS, FAILS_ONE, NOISE, HOLDS_ONE):
         if v in verdicts:
             return v
     return HOLDS
@@ -70,6 +75,8 @@ def _seeds(entry: Mapping) -> list[Mapping]:
 
 
 def _fmt(s: Stat, scale: float = 100.0, digits: int = 1, unit: str = "") -> str:
+    if math.isnan(s.std):
+        return f"{scale * s.mean:.{digits}f}{unit}"
     return f"{scale * s.mean:.{digits}f} ± {scale * s.std:.{digits}f}{unit}"
 
 

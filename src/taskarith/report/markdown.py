@@ -60,7 +60,9 @@ def claims(results: Mapping) -> str:
             "results.json: *holds* when ours points the paper's way by more than the combined spread "
             "sqrt(s1² + s2²), *does not hold* when it points the other way by more than that, *within noise* "
             "otherwise. Spreads are std over seeds, or where an analysis ran on the first seed only, the "
-            "standard error over what it averages.\n\n"
+            "standard error over what it averages. A figure from one value (one seed, one task pair) has no "
+            "spread: its verdict, *holds, no spread* or *does not hold, no spread*, gives the direction only."
+            "\n\n"
             + tables.table(["Claim", "Paper (ViT-B/32)", "Ours", "Verdict"], rows, "llll"))
 
 
