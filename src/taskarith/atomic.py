@@ -78,13 +78,14 @@ def _pid_alive(pid: int) -> bool:
 def _remove_stale_temps(path: Path) -> None:
     """Remove temp files of earlier writes of `path` whose writer process has died."""
     prefix = f".{path.name}."
-    for entry in os.scandir(path.parent):
-        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
-            continue
-        pid = entry.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)  # unlinks a planted link itself, never its target
+    with os.scandir(path.parent) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                continue
+            pid = entry.name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)  # unlinks a planted link itself, never its target
 
 
 def fsync_dir(folder: Path) -> None:

@@ -74,7 +74,8 @@ def run_lock(folder: str | Path) -> Iterator[None]:
     """Hold the run folder's lock. A failure before anything was written removes the lock and the folders
     this call created, so a mistyped config leaves nothing behind."""
     folder = Path(folder)
-    created = _missing(Path(os.path.abspath(folder)))
+    root = Path(os.path.abspath(folder))
+    created = _missing(root)
     fd = _open_lock(folder)
     try:
         try:
@@ -87,12 +88,12 @@ def run_lock(folder: str | Path) -> Iterator[None]:
         # only the holder of the flock may clear the file: truncating earlier would wipe a live holder's pid
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        token = _held.set(Path(os.path.abspath(folder)))
+        token = _held.set(root)
         try:
             yield
         except BaseException:
             with contextlib.suppress(OSError):
-                _remove_if_untouched(Path(os.path.abspath(folder)), created)
+                _remove_if_untouched(root, created)
             raise
         finally:
             _held.reset(token)

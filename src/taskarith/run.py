@@ -144,8 +144,8 @@ class Experiment:
         combination."""
         zero = np.array([not any(c) for c in combos], dtype=bool)
         out = {key: np.empty(len(combos)) for key in sets}
-        for key in sets:
-            if zero.any():
+        if zero.any():
+            for key in sets:
                 out[key][zero] = self._base_accuracy(*key)
         rest = [c for c, z in zip(combos, zero) if not z]
         if rest:
