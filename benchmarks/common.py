@@ -40,22 +40,22 @@ def model(max_length: int = 64) -> TextEncoder:
 
 def task_split(name: str, n: int):
     data = load_task(name, caps={"test": n})
-    return data.test.texts, data.test.labels, data.class_names, data.templates
+    return data.test.inputs, data.test.labels, data.class_names, data.templates
 
 
-def head_for(family: TextEncoder, class_names, templates) -> torch.Tensor:
-    return zero_shot_head(family, class_names, templates)
+def head_for(model: TextEncoder, class_names, templates) -> torch.Tensor:
+    return zero_shot_head(model, class_names, templates)
 
 
-def random_vector(family: TextEncoder, paradigm: str, task: str, seed: int, scale: float = 1e-3) -> TaskVector:
+def random_vector(model: TextEncoder, paradigm: str, task: str, seed: int, scale: float = 1e-3) -> TaskVector:
     """A task vector of the preset's shapes, each tensor scaled to `scale` × the weight's std."""
-    names = select(family.net, "attention" if paradigm == "attention" else "full").names
-    params = family.named_weights()
+    names = select(model.net, "attention" if paradigm == "attention" else "full").names
+    params = model.named_weights()
     gen = torch.Generator().manual_seed(seed)
     tensors = {n: torch.randn(params[n].shape, generator=gen) * scale * (params[n].detach().std() + 1e-8)
                for n in names}
-    meta = {"paradigm": paradigm, "task": task, "base_model": family.model_id,
-            "base_hash": family.fingerprint(names)}
+    meta = {"paradigm": paradigm, "task": task, "base_model": model.model_id,
+            "base_hash": model.fingerprint(names)}
     return TaskVector(tensors, meta)
 
 

@@ -22,24 +22,24 @@ from taskarith.evaluate import make_evalset
 
 def naive_point(alphas: tuple[float, float], vectors, sets, heads, linear: bool) -> float:
     """ξ at one grid point the way a script without sweeps computes it: rebuild, apply, evaluate."""
-    family = common.model()
-    params = family.named_weights()
+    model = common.model()
+    params = model.named_weights()
     names = vectors[0].names
 
     def rep_at(coefs, texts):
         delta = {n: sum(c * v.tensors[n] for c, v in zip(coefs, vectors)) for n in names}
-        tok = family.tokenizer(texts, padding="max_length", truncation=True, max_length=family.max_length,
+        tok = model.tokenizer(texts, padding="max_length", truncation=True, max_length=model.max_length,
                                return_tensors="pt")
         b = {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
         with torch.no_grad():
             if linear:
                 theta0 = {n: params[n].detach() for n in names}
-                f0, t = jvp(lambda p: family.represent(b, p), (theta0,), (delta,))
+                f0, t = jvp(lambda p: model.represent(b, p), (theta0,), (delta,))
                 return f0 + t
             state = {n: p.detach().clone() for n, p in params.items()}
-            family.net.load_state_dict({**state, **{n: state[n] + delta[n] for n in names}}, strict=False)
-            out = family.represent(b)
-            family.net.load_state_dict(state, strict=False)
+            model.net.load_state_dict({**state, **{n: state[n] + delta[n] for n in names}}, strict=False)
+            out = model.represent(b)
+            model.net.load_state_dict(state, strict=False)
             return out
 
     total = 0.0
@@ -51,6 +51,19 @@ def naive_point(alphas: tuple[float, float], vectors, sets, heads, linear: bool)
     return total
 
 
+def forward_pass_seconds(model, evalsets, repeats: int = 3) -> float:
+    """Median seconds of one forward pass over every evaluation set: the least a grid cell can cost."""
+    passes = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for evalset in evalsets:
+                for b in evalset.batches:
+                    model.represent(b)
+        passes.append(time.perf_counter() - start)
+    return statistics.median(passes)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs=2, default=["trec", "sms"])
@@ -60,19 +73,19 @@ def main() -> None:
     args = ap.parse_args()
     common.setup_threads()
 
-    family = common.model()
+    model = common.model()
     sets = [common.task_split(t, args.points) for t in args.tasks]
-    heads = [common.head_for(family, s[2], s[3]) for s in sets]
+    heads = [common.head_for(model, s[2], s[3]) for s in sets]
     grid = alpha_grid(args.grid, 2.0)
     cells = args.grid * args.grid
     rng = np.random.default_rng(0)
     sample = [(grid[i], grid[j]) for i, j in rng.integers(0, args.grid, (args.naive_sample, 2))]
     figures = {}
     for paradigm in ("linear", "nonlinear"):
-        vectors = [common.random_vector(family, paradigm, t, seed=i) for i, t in enumerate(args.tasks)]
-        evalsets = [make_evalset(family, s[0], s[1], 128) for s in sets]
+        vectors = [common.random_vector(model, paradigm, t, seed=i) for i, t in enumerate(args.tasks)]
+        evalsets = [make_evalset(model, s[0], s[1], 128) for s in sets]
         start = time.perf_counter()
-        ours = disentanglement_error(family, vectors, evalsets, heads, grid)
+        ours = disentanglement_error(model, vectors, evalsets, heads, grid)
         t_ours = time.perf_counter() - start
         start = time.perf_counter()
         for point in sample:
@@ -80,15 +93,7 @@ def main() -> None:
         t_naive = (time.perf_counter() - start) / len(sample) * cells
         entry = {"naive_s_scaled": t_naive, "ours_s": t_ours, "speedup": t_naive / t_ours}
         if paradigm == "nonlinear":
-            passes = []
-            for _ in range(3):
-                start = time.perf_counter()
-                with torch.inference_mode():
-                    for evalset in evalsets:
-                        for b in evalset.batches:
-                            family.represent(b)
-                passes.append(time.perf_counter() - start)
-            needed = statistics.median(passes) * cells
+            needed = forward_pass_seconds(model, evalsets) * cells
             entry.update({"needed_forward_s": needed, "ours_over_needed": t_ours / needed})
         figures[paradigm] = entry
         extra = f"   ours / {cells} passes {entry['ours_over_needed']:.2f}" if "ours_over_needed" in entry else ""

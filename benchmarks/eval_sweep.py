@@ -24,37 +24,37 @@ def naive_sweep(paths: list[Path], linear: bool, sets: list[tuple], heads: list[
     """What the reference scripts do: per α, reload the model and vectors and evaluate from scratch."""
     curve = []
     for alpha in ALPHAS:
-        family = common.model()
+        model = common.model()
         vectors = [TaskVector.load(p) for p in paths]
         names = vectors[0].names
-        params = family.named_weights()
+        params = model.named_weights()
         delta = {n: alpha * sum(v.tensors[n] for v in vectors) for n in names}
         if not linear:
-            state = family.net.state_dict()
-            family.net.load_state_dict({**state, **{n: state[n] + delta[n] for n in names}})
+            state = model.net.state_dict()
+            model.net.load_state_dict({**state, **{n: state[n] + delta[n] for n in names}})
         accs = []
         for (texts, labels, _, _), head in zip(sets, heads):
             correct = 0
             for i in range(0, len(texts), batch):
-                tok = family.tokenizer(texts[i:i + batch], padding="max_length", truncation=True,
-                                       max_length=family.max_length, return_tensors="pt")
+                tok = model.tokenizer(texts[i:i + batch], padding="max_length", truncation=True,
+                                       max_length=model.max_length, return_tensors="pt")
                 b = {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
                 with torch.no_grad():
                     if linear:
                         theta0 = {n: params[n].detach() for n in names}
-                        f0, tangent = jvp(lambda p: family.represent(b, p), (theta0,), (delta,))
+                        f0, tangent = jvp(lambda p: model.represent(b, p), (theta0,), (delta,))
                         rep = f0 + tangent
                     else:
-                        rep = family.represent(b)
-                correct += int((family.logits(rep, head).argmax(-1) == torch.tensor(labels[i:i + batch])).sum())
+                        rep = model.represent(b)
+                correct += int((model.logits(rep, head).argmax(-1) == torch.tensor(labels[i:i + batch])).sum())
             accs.append(correct / len(texts))
         curve.append(accs)
     return curve
 
 
-def ours_sweep(family, vectors, sets, heads, batch: int) -> list:
-    evalsets = [make_evalset(family, texts, labels, batch) for texts, labels, _, _ in sets]
-    table = accuracy_table(family, vectors, [[a] * len(vectors) for a in ALPHAS], evalsets, heads)
+def ours_sweep(model, vectors, sets, heads, batch: int) -> list:
+    evalsets = [make_evalset(model, texts, labels, batch) for texts, labels, _, _ in sets]
+    table = accuracy_table(model, vectors, [[a] * len(vectors) for a in ALPHAS], evalsets, heads)
     return [[float(acc[i]) for acc in table] for i in range(len(ALPHAS))]
 
 
@@ -66,24 +66,24 @@ def main() -> None:
     args = ap.parse_args()
     common.setup_threads()
 
-    family = common.model()
+    model = common.model()
     sets = [common.task_split(t, args.examples) for t in args.tasks]
-    heads = [common.head_for(family, s[2], s[3]) for s in sets]
+    heads = [common.head_for(model, s[2], s[3]) for s in sets]
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         for paradigm in ("linear", "nonlinear"):
-            vectors = [common.random_vector(family, paradigm, t, seed=i) for i, t in enumerate(args.tasks)]
+            vectors = [common.random_vector(model, paradigm, t, seed=i) for i, t in enumerate(args.tasks)]
             paths = [Path(tmp) / f"{paradigm}-{v.meta['task']}.safetensors" for v in vectors]
             for v, path in zip(vectors, paths):
                 v.save(path)
-            t_ours, ours = common.timed(lambda: ours_sweep(family, vectors, sets, heads, args.batch))
+            t_ours, ours = common.timed(lambda: ours_sweep(model, vectors, sets, heads, args.batch))
             t_naive, naive = common.timed(lambda: naive_sweep(paths, paradigm == "linear", sets, heads, args.batch))
             worst = max(abs(a - b) for ra, rb in zip(ours, naive) for a, b in zip(ra, rb))
             figures[paradigm] = {"naive_s": t_naive, "ours_s": t_ours, "speedup": t_naive / t_ours,
                                  "max_accuracy_difference": worst}
             print(f"{paradigm:10} naive {t_naive:7.1f} s   taskarith {t_ours:6.1f} s   speed-up {t_naive / t_ours:5.1f}x"
                   f"   (accuracy_table agree to {worst:.3g})")
-    selected = select(family.net, "full").count
+    selected = select(model.net, "full").count
     print(json.dumps({"benchmark": "eval_sweep", "alphas": len(ALPHAS), "tasks": args.tasks,
                       "examples_per_task": args.examples, "parameters": selected, **figures}))
 

@@ -24,29 +24,30 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import common
 from taskarith.config import TrainConfig
-from taskarith.finetune.trainer import Trainable, make_optimizer, resolve_paradigm, training_step
+from taskarith.finetune.trainer import Trainable, make_optimizer, training_step
+from taskarith.paradigms import resolve_paradigm
 from taskarith.models import TextEncoder
 from taskarith.resources import keep_freed_memory
 
 PARADIGMS = ("nonlinear", "attention", "linear")
 
 
-def make_batch(family: TextEncoder, size: int, tokens: int, seed: int = 0):
-    vocab = [w for w in family.tokenizer.get_vocab() if w.isalpha() and len(w) > 3]
+def make_batch(model: TextEncoder, size: int, tokens: int, seed: int = 0):
+    vocab = [w for w in model.tokenizer.get_vocab() if w.isalpha() and len(w) > 3]
     gen = torch.Generator().manual_seed(seed)
     texts = [" ".join(vocab[i] for i in torch.randint(len(vocab), (tokens,), generator=gen).tolist())
              for _ in range(size)]
-    batch = family.collate(texts)
+    batch = model.collate(texts)
     assert batch["input_ids"].shape == (size, tokens), batch["input_ids"].shape
     return batch, torch.randint(4, (size,), generator=gen)
 
 
-def step_fn(paradigm: str, batch_size: int, tokens: int, family=None):
-    family = family or TextEncoder(max_length=tokens)
-    head = torch.nn.functional.normalize(torch.randn(4, family.net.config.hidden_size), dim=-1)
-    batch, labels = make_batch(family, batch_size, tokens)
+def step_fn(paradigm: str, batch_size: int, tokens: int, model=None):
+    model = model or TextEncoder(max_length=tokens)
+    head = torch.nn.functional.normalize(torch.randn(4, model.net.config.hidden_size), dim=-1)
+    batch, labels = make_batch(model, batch_size, tokens)
     cfg = TrainConfig(steps=10_000, warmup_steps=0)
-    trainable = Trainable(family, resolve_paradigm(paradigm), cfg.decay_toward)
+    trainable = Trainable(model, resolve_paradigm(paradigm), cfg.decay_toward)
     optimizer, scheduler = make_optimizer(trainable, cfg)
 
     def run() -> None:
@@ -73,12 +74,12 @@ def step_flops(run) -> int:
     return counter.get_total_flops()
 
 
-def measure(family, args) -> dict[str, float]:
+def measure(model, args) -> dict[str, float]:
     """Median seconds per step of each paradigm, the paradigms interleaved round by round."""
     times: dict[str, list[float]] = {p: [] for p in PARADIGMS}
     for r in range(args.rounds + 1):  # round 0 warms up and is discarded
         for p in PARADIGMS:
-            run, trainable = step_fn(p, args.batch, args.tokens, family)
+            run, trainable = step_fn(p, args.batch, args.tokens, model)
             run()
             start = time.perf_counter()
             for _ in range(args.steps):
@@ -98,15 +99,15 @@ def main() -> None:
     args = ap.parse_args()
     common.setup_threads(keep_memory=False)  # glibc's defaults first: keep_freed_memory cannot be undone
 
-    family = TextEncoder(max_length=args.tokens)
+    model = TextEncoder(max_length=args.tokens)
     flops = {}
     for p in PARADIGMS:
-        run, trainable = step_fn(p, args.batch, args.tokens, family)
+        run, trainable = step_fn(p, args.batch, args.tokens, model)
         flops[p] = step_flops(run)
         trainable.close()
-    default = measure(family, args)
+    default = measure(model, args)
     keep_freed_memory()
-    sec = measure(family, args)
+    sec = measure(model, args)
     mem = {p: peak_rss_child(p, args.batch, args.tokens, 3) for p in PARADIGMS}
     print(f"batch {args.batch} x {args.tokens} tokens, {torch.get_num_threads()} threads, median of {args.rounds} rounds")
     print(f"{'paradigm':12}{'s/step':>10}{'GFLOP/step':>12}{'peak RSS MiB':>15}{'glibc defaults / ours':>24}")

@@ -29,18 +29,18 @@ def main() -> None:
     args = ap.parse_args()
     common.setup_threads()
 
-    family = common.model(max_length=args.tokens)
+    model = common.model(max_length=args.tokens)
     texts, labels, classes, templates = common.task_split("mr", 4 * args.batch)
     texts = [" ".join([t] * 8) for t in texts[:args.batch]]  # long enough to fill every position
-    batch = family.collate(texts)
+    batch = model.collate(texts)
     assert batch["input_ids"].shape == (args.batch, args.tokens)
     with torch.inference_mode():
         counter = FlopCounterMode(display=False)
         with counter:
-            family.represent(batch)
+            model.represent(batch)
         flops = counter.get_total_flops()
-        family.represent(batch)
-        seconds, _ = common.timed(lambda: family.represent(batch), args.repeats)
+        model.represent(batch)
+        seconds, _ = common.timed(lambda: model.represent(batch), args.repeats)
     model_rate = flops / seconds
     peak = matmul_flops_per_s(args.matmul, args.repeats)
     print(f"forward: {flops / 1e9:.1f} GFLOP per batch of {args.batch} x {args.tokens}, {model_rate / 1e9:.1f} GFLOP/s")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,6 +39,24 @@ def tiny_bert_config(vocab_size: int = 64):
     return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                       intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
                       attention_probs_dropout_prob=0.0)
+
+
+@contextlib.contextmanager
+def interrupted_after(steps: int):
+    """Fine-tuning inside the block stops as Ctrl-C would stop it, after `steps` optimizer steps."""
+    import taskarith.finetune.trainer as trainer
+
+    real, taken = trainer.training_step, []
+
+    def step(*args, **kwargs):
+        if len(taken) == steps:
+            raise KeyboardInterrupt
+        taken.append(step)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(KeyboardInterrupt):
+        mp.setattr(trainer, "training_step", step)
+        yield
 
 
 def make_tiny_encoder(tokenizer, seed: int = 0, dtype=torch.float32):
@@ -115,6 +135,51 @@ def csv_tasks(tmp_path_factory):
     return [str(a), str(b)]
 
 
+
+def tiny_config(model_dir, tasks, **overrides):
+    from taskarith.config import validate
+
+    tree = {
+        "name": "tiny",
+        "model": {"name": str(model_dir), "max_length": 16},
+        "data": {"tasks": tasks},
+        "train": {"steps": 4, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 2},
+        "eval": {"batch_size": 16},
+    }
+    for key, value in overrides.items():
+        tree[key] = {**tree.get(key, {}), **value}
+    return validate(tree)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_model_dir, csv_tasks):
+    """A small finished run with results.json, report.md and figures."""
+    from taskarith.config import validate
+    from taskarith.report import write_report
+    from taskarith.run import run_experiment
+
+    folder = tmp_path_factory.mktemp("finished")
+    tree = {"model": {"name": str(tiny_model_dir), "max_length": 16}, "data": {"tasks": csv_tasks},
+            "train": {"steps": 2, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1},
+            "eval": {"batch_size": 16, "alphas": [0.0, 0.5, 1.0]}, "paradigms": ["nonlinear"]}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TASKARITH_CACHE", str(folder / "cache"))
+        run_experiment(validate(tree), folder / "run", progress=False, log=lambda *_: None)
+        write_report(folder / "run")
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    """A tiny random CLIP saved in HF format, loadable by path like any local checkpoint."""
+    from clip_builders import tiny_clip, tiny_clip_tokenizer, tiny_processor
+
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    tiny_clip().save_pretrained(folder)
+    tiny_clip_tokenizer().save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
+    return folder
+
 def run_pipeline(tmp_path, *, family: str, model_dir, tasks: list[str], root, max_length: int) -> dict:
     """A whole tiny `run` over two tasks under all three paradigms with every cheap analysis; its results."""
     import json
@@ -140,3 +205,43 @@ def run_pipeline(tmp_path, *, family: str, model_dir, tasks: list[str], root, ma
     assert {"similarity", "kernel", "disentangle"} <= set(results["analysis"])
     assert results["model"]["family"] == family
     return results
+
+
+# HF CLIPModel name prefixes and their open_clip counterparts, outside and inside the residual blocks
+_OPENCLIP_PREFIXES = (
+    ("vision_model.embeddings.patch_embedding.", "visual.conv1."),
+    ("vision_model.embeddings.class_embedding", "visual.class_embedding"),
+    ("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding"),
+    ("vision_model.pre_layrnorm.", "visual.ln_pre."),
+    ("vision_model.post_layernorm.", "visual.ln_post."),
+    ("vision_model.encoder.layers.", "visual.transformer.resblocks."),
+    ("text_model.embeddings.token_embedding.", "token_embedding."),
+    ("text_model.embeddings.position_embedding.weight", "positional_embedding"),
+    ("text_model.final_layer_norm.", "ln_final."),
+    ("text_model.encoder.layers.", "transformer.resblocks."),
+)
+_OPENCLIP_IN_BLOCK = ((".layer_norm1.", ".ln_1."), (".layer_norm2.", ".ln_2."), (".mlp.fc1.", ".mlp.c_fc."),
+                      (".mlp.fc2.", ".mlp.c_proj."), (".self_attn.out_proj.", ".attn.out_proj."))
+# applied as x @ proj in open_clip, as Linear (weight = proj.T) in HF
+_OPENCLIP_TRANSPOSED = {"visual_projection.weight": "visual.proj", "text_projection.weight": "text_projection"}
+
+
+def hf_to_openclip(state: dict) -> dict:
+    """An HF CLIPModel state dict as open_clip saves it: its names, q, k and v in one in_proj, projections
+    transposed. Written apart from the converter, so a round trip checks the converter's tables."""
+    out, qkv = {}, {}
+    for key, t in state.items():
+        if key.endswith("position_ids"):
+            continue
+        if key in _OPENCLIP_TRANSPOSED:
+            out[_OPENCLIP_TRANSPOSED[key]] = t.T.contiguous()
+            continue
+        name = next((oc + key[len(hf):] for hf, oc in _OPENCLIP_PREFIXES if key.startswith(hf)), key)
+        for hf, oc in _OPENCLIP_IN_BLOCK:
+            name = name.replace(hf, oc)
+        if match := re.fullmatch(r"(.*)\.self_attn\.([qkv])_proj\.(weight|bias)", name):
+            qkv.setdefault(f"{match[1]}.attn.in_proj_{match[3]}", {})[match[2]] = t
+        else:
+            out[name] = t
+    out.update({key: torch.cat([parts[c] for c in "qkv"]) for key, parts in qkv.items()})
+    return out

@@ -8,8 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_encoder
-from test_run import tiny_config
+from conftest import make_tiny_encoder, tiny_config
 
 from taskarith.analysis.advantage import nonlinear_advantage
 from taskarith.analysis.disentangle import alpha_grid, disentanglement_error
@@ -19,7 +18,7 @@ from taskarith.errors import TaskarithError
 from taskarith.evaluate import make_evalset, sweep
 from taskarith.finetune.linearize import base_params, linearized_represent
 from taskarith.finetune.selection import select
-from taskarith.finetune.trainer import resolve_paradigm
+from taskarith.paradigms import resolve_paradigm
 from taskarith.vectors import TaskVector
 
 TEXTS_1 = ["what city river name", "where is the river", "what name of the city", "free prize win now",
@@ -245,15 +244,15 @@ def test_ablation_has_one_entry_per_preset(tiny_run, encoder):
 
 
 def test_unknown_task_in_a_pair_is_named(tiny_run):
-    from taskarith.analysis.suite import run_analyses
     from taskarith.run import Experiment
+    from taskarith.run.analyses import run_analyses
 
     cfg, run_dir, _, _ = tiny_run
     bad = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(
         update={"disentangle_pairs": [("places", "nope")]})})
     exp = Experiment(bad, run_dir, progress=False, log=lambda *_: None)
     with pytest.raises(TaskarithError, match="'nope'"):
-        run_analyses(exp, {}, {}, log=lambda *_: None)
+        run_analyses(exp, {}, {}, {})
 
 
 def test_analyze_command_merges_into_results(tiny_run, tmp_path, monkeypatch):
@@ -265,7 +264,7 @@ def test_analyze_command_merges_into_results(tiny_run, tmp_path, monkeypatch):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     reports = []
-    monkeypatch.setattr("taskarith.report.write_report", lambda d: reports.append(d) or d / "report.md")
+    monkeypatch.setattr("taskarith.analyze_command.write_report", lambda d: reports.append(d) or d / "report.md")
 
     result = CliRunner().invoke(analyze_app, ["disentangle", str(copy), "--pair", "reviews+places", "--grid", "5",
                                               "--points", "4"])

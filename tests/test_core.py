@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -11,47 +9,64 @@ from taskarith.config import TrainConfig
 from taskarith.errors import TaskarithError
 from taskarith.finetune.linearize import base_params, linearized_represent
 from taskarith.finetune.selection import select
-from taskarith.finetune.trainer import finetune, resolve_paradigm
-from taskarith.vectors import TaskVector, model_at
+from taskarith.evaluate import EvalSet, sweep
+from taskarith.finetune.trainer import Trainable, TrainingJob, finetune
+from taskarith.paradigms import resolve_paradigm
+from taskarith.vectors import TaskVector, applied_in_place, combine
 
-from conftest import make_tiny_encoder
+from conftest import interrupted_after, make_tiny_encoder
 
 FAST = TrainConfig(steps=6, batch_size=4, lr=1e-3, warmup_steps=1, checkpoint_every=2)
 
 
-def _train(encoder, toy_task, tmp_path, paradigm="nonlinear", **kw):
+def _train(encoder, toy_task, tmp_path, paradigm="nonlinear", cfg=FAST):
     texts, labels, classes, templates = toy_task
     head = encoder.zero_shot_head(classes, templates)
-    return finetune(encoder, texts, labels, head, resolve_paradigm(paradigm), kw.pop("cfg", FAST), tmp_path,
-                    task="toy", progress=False, **kw)
+    job = TrainingJob(resolve_paradigm(paradigm), cfg, tmp_path, task="toy", progress=False)
+    return finetune(encoder, texts, labels, head, job)
 
 
-def _outputs(encoder, texts=("what city river", "free prize now")):
+def _outputs(encoder, params=None, texts=("what city river", "free prize now")):
     with torch.no_grad():
-        return encoder.represent(encoder.collate(list(texts)))
+        return encoder.represent(encoder.collate(list(texts)), params)
+
+
+@pytest.fixture
+def trained_weights(monkeypatch):
+    """Every weight of the module as training left it, read just before the trainer puts θ0 back."""
+    seen = {}
+    close = Trainable.close
+
+    def read_then_close(trainable):
+        seen.update({n: p.detach().clone() for n, p in trainable.params.items()})
+        close(trainable)
+
+    monkeypatch.setattr(Trainable, "close", read_then_close)
+    return seen
 
 
 def test_vector_of_identical_weights_is_zero(encoder):
-    params = encoder.named_weights()
-    tv = TaskVector.between(params, params, {"task": "x"})
+    trainable = Trainable(encoder, resolve_paradigm("nonlinear"))
+    try:
+        tv = TaskVector(trainable.delta(), {"task": "x"})  # θ_t − θ0 before any step
+    finally:
+        trainable.close()
     assert all(torch.count_nonzero(t) == 0 for t in tv.tensors.values())
 
 
-def test_base_plus_vector_reproduces_finetuned_model(encoder, toy_task, tmp_path):
-    base = copy.deepcopy(encoder.net.state_dict())
-    tv = _train(encoder, toy_task, tmp_path, restore=False)
-    finetuned_out = _outputs(encoder)
-    encoder.net.load_state_dict(base)
+def test_base_plus_vector_reproduces_finetuned_model(encoder, toy_task, tmp_path, trained_weights):
+    tv = _train(encoder, toy_task, tmp_path)
+    finetuned_out = _outputs(encoder, trained_weights)
     assert not torch.allclose(_outputs(encoder), finetuned_out, atol=1e-4)
-    with model_at(encoder, [(tv, 1.0)]) as f, torch.no_grad():
-        applied = f(encoder.collate(["what city river", "free prize now"]))
+    with applied_in_place(encoder, combine([(tv, 1.0)])):
+        applied = _outputs(encoder)
     torch.testing.assert_close(applied, finetuned_out, atol=1e-5, rtol=1e-5)
 
 
 def test_in_place_application_restores_base_bit_exactly(encoder, toy_task, tmp_path):
     before = {n: p.clone() for n, p in encoder.named_weights().items()}
     tv = _train(encoder, toy_task, tmp_path)
-    with model_at(encoder, [(tv, 0.37)]):
+    with applied_in_place(encoder, combine([(tv, 0.37)])):
         pass
     for n, p in encoder.named_weights().items():
         assert torch.equal(p, before[n]), n
@@ -83,16 +98,16 @@ def test_jvp_matches_finite_difference(tokenizer):
 
 
 @pytest.mark.parametrize("paradigm", ["attention", "nonlinear"])
-def test_training_changes_only_the_selected_parameters(encoder, toy_task, tmp_path, paradigm):
+def test_training_changes_only_the_selected_parameters(encoder, toy_task, tmp_path, paradigm, trained_weights):
     before = {n: p.clone() for n, p in encoder.named_weights().items()}
-    tv = _train(encoder, toy_task, tmp_path, paradigm, restore=False)
+    tv = _train(encoder, toy_task, tmp_path, paradigm)
     selected = set(select(encoder.net, resolve_paradigm(paradigm).preset).names)
     assert set(tv.names) == selected
     changed = 0
-    for n, p in encoder.named_weights().items():
+    for n, p in trained_weights.items():
         if n in selected:
             changed += not torch.equal(p, before[n])
-            assert torch.equal(tv.tensors[n], p.detach() - before[n])
+            assert torch.equal(tv.tensors[n], p - before[n])
         else:
             assert torch.equal(p, before[n]), f"{n} changed outside the preset"
     assert changed > 0
@@ -109,9 +124,12 @@ def test_linear_vector_applies_to_the_linearized_model(encoder, toy_task, tmp_pa
     tv = _train(encoder, toy_task, tmp_path, "linear")
     batch = encoder.collate(["what city river"])
     theta0 = base_params(encoder, tv.names)
-    with torch.no_grad(), model_at(encoder, [(tv, 0.5)]) as f:
+    got = []
+    sweep(encoder, [tv], [[0.5]], [EvalSet([batch], [torch.zeros(1, dtype=torch.long)])],
+          lambda c, s, b, rep: got.append(rep))
+    with torch.no_grad():
         expected = linearized_represent(encoder, batch, theta0, {n: 0.5 * t for n, t in tv.tensors.items()})
-        torch.testing.assert_close(f(batch), expected)
+    torch.testing.assert_close(got[0], expected)
 
 
 def _count_attention(net, blocks: int, d: int) -> None:
@@ -200,7 +218,9 @@ def test_combine_pairs_tensors_by_name_whatever_their_order(encoder, toy_task, t
 def test_resume_after_interruption_gives_the_same_vector(tokenizer, toy_task, tmp_path):
     straight = _train(make_tiny_encoder(tokenizer), toy_task, tmp_path / "a", "linear")
     enc = make_tiny_encoder(tokenizer)
-    assert _train(enc, toy_task, tmp_path / "b", "linear", stop_after=3) is None
+    with interrupted_after(3):
+        _train(enc, toy_task, tmp_path / "b", "linear")
+    assert not (tmp_path / "b" / "vector.safetensors").exists()
     assert (tmp_path / "b" / "checkpoint.safetensors").exists()
     resumed = _train(enc, toy_task, tmp_path / "b", "linear")
     assert not (tmp_path / "b" / "checkpoint.safetensors").exists()
@@ -211,7 +231,8 @@ def test_resume_after_interruption_gives_the_same_vector(tokenizer, toy_task, tm
 def test_resume_nonlinear(tokenizer, toy_task, tmp_path):
     straight = _train(make_tiny_encoder(tokenizer), toy_task, tmp_path / "a", "attention")
     enc = make_tiny_encoder(tokenizer)
-    _train(enc, toy_task, tmp_path / "b", "attention", stop_after=5)
+    with interrupted_after(5):
+        _train(enc, toy_task, tmp_path / "b", "attention")
     resumed = _train(enc, toy_task, tmp_path / "b", "attention")
     for n in straight.names:
         assert torch.equal(straight.tensors[n], resumed.tensors[n]), n
@@ -224,7 +245,7 @@ def test_nan_loss_stops_with_the_step(encoder, toy_task, tmp_path):
 
 
 def test_batches_are_deterministic_cover_each_epoch_and_bucket_by_length():
-    from taskarith.finetune.trainer import batch_indices
+    from taskarith.finetune.batches import batch_indices
 
     lengths = [(i * 37) % 101 for i in range(64)]
     epoch = [batch_indices(64, 8, 3, s, lengths) for s in range(8)]

@@ -15,7 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from test_run import tiny_config
+from conftest import tiny_config
 
 from taskarith.run import run_experiment
 

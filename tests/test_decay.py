@@ -6,16 +6,17 @@ import pytest
 import torch
 
 from taskarith.config import TrainConfig
-from taskarith.finetune.trainer import Trainable, make_optimizer, resolve_paradigm
+from taskarith.finetune.trainer import Trainable, make_optimizer
+from taskarith.paradigms import resolve_paradigm
 
 from conftest import make_tiny_encoder
 
 LR, WD = 0.1, 0.5  # large, so one decay step is far above rounding
 
 
-def _decay_once(family, paradigm: str, toward: str) -> tuple[dict, dict, dict]:
+def _decay_once(model, paradigm: str, toward: str) -> tuple[dict, dict, dict]:
     """θ0, the trained tensors before and after one decay step with zero gradients."""
-    trainable = Trainable(family, resolve_paradigm(paradigm), toward)
+    trainable = Trainable(model, resolve_paradigm(paradigm), toward)
     try:
         with torch.no_grad():
             for t in trainable.tensors.values():
@@ -38,8 +39,8 @@ def _decay_once(family, paradigm: str, toward: str) -> tuple[dict, dict, dict]:
 @pytest.mark.parametrize("paradigm", ["nonlinear", "linear", "attention"])
 @pytest.mark.parametrize("toward", ["zero", "base"])
 def test_decay_pulls_theta_toward_its_target(tokenizer, paradigm, toward):
-    family = make_tiny_encoder(tokenizer)
-    theta0, before, after = _decay_once(family, paradigm, toward)
+    model = make_tiny_encoder(tokenizer)
+    theta0, before, after = _decay_once(model, paradigm, toward)
     linear = paradigm == "linear"
     for n in before:
         # θ = θ0 + τ for the linearized model, the tensor itself otherwise

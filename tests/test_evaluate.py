@@ -9,8 +9,9 @@ import torch
 from taskarith.config import TrainConfig
 from taskarith.evaluate import accuracies, combo_basis, make_evalset, sweep
 from taskarith.finetune.linearize import base_params, linearized_represent
-from taskarith.finetune.trainer import finetune, resolve_paradigm
-from taskarith.vectors import model_at
+from taskarith.finetune.trainer import TrainingJob, finetune
+from taskarith.paradigms import resolve_paradigm
+from taskarith.vectors import applied_in_place, combine
 
 CFG = TrainConfig(steps=3, batch_size=4, lr=1e-3, warmup_steps=0)
 
@@ -21,9 +22,18 @@ def _vectors(encoder, toy_task, tmp_path, paradigm):
     out = []
     for i, flip in enumerate((False, True)):
         y = [1 - v for v in labels] if flip else labels
-        out.append(finetune(encoder, texts, y, head, resolve_paradigm(paradigm), CFG, tmp_path / str(i),
-                            task=f"t{i}", progress=False))
+        job = TrainingJob(resolve_paradigm(paradigm), CFG, tmp_path / str(i), task=f"t{i}", progress=False)
+        out.append(finetune(encoder, texts, y, head, job))
     return out, head
+
+
+def _represent_at(encoder, vectors, coefs, batch):
+    """f(x; θ0 + Σ c_t τ_t) at one point: through the linearized model for linear vectors, in place otherwise."""
+    delta = combine(list(zip(vectors, coefs)))
+    if vectors[0].linear:
+        return linearized_represent(encoder, batch, base_params(encoder, list(delta)), delta)
+    with applied_in_place(encoder, delta):
+        return encoder.represent(batch)
 
 
 def _collect(encoder, vectors, combos, evalset):
@@ -39,9 +49,10 @@ def test_sweep_equals_point_by_point(encoder, toy_task, tmp_path, paradigm):
     combos = [[a, b] for a in (-1.0, 0.0, 0.5, 2.0) for b in (-0.5, 0.0, 1.0)]
     reps = _collect(encoder, vectors, combos, evalset)
     for c, coefs in enumerate(combos):
-        with model_at(encoder, list(zip(vectors, coefs))) as f, torch.no_grad():
+        with torch.no_grad():
             for b, batch in enumerate(evalset.batches):
-                torch.testing.assert_close(reps[(c, b)], f(batch), atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(reps[(c, b)], _represent_at(encoder, vectors, coefs, batch),
+                                           atol=1e-5, rtol=1e-5)
 
 
 def test_affine_addition_sweep_equals_explicit_linearization(encoder, toy_task, tmp_path):

@@ -8,8 +8,9 @@ import torch
 from taskarith.config import TrainConfig
 from taskarith.errors import TaskarithError
 from taskarith.finetune.selection import select
-from taskarith.finetune.trainer import finetune, resolve_paradigm
-from taskarith.vectors import TaskVector, model_at
+from taskarith.finetune.trainer import TrainingJob, finetune
+from taskarith.paradigms import resolve_paradigm
+from taskarith.vectors import TaskVector, applied_in_place, combine
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +37,16 @@ def test_finetune_real_minilm_for_a_few_steps(minilm, tmp_path):
     head = minilm.zero_shot_head(["person", "location", "number"], ["The answer is a {}."])
     cfg = TrainConfig(steps=3, batch_size=4, lr=1e-4, warmup_steps=0)
     before = {n: p.clone() for n, p in minilm.named_weights().items()}
-    tv = finetune(minilm, texts, labels, head, resolve_paradigm("attention"), cfg, tmp_path, task="qa",
-                  progress=False)
+    job = TrainingJob(resolve_paradigm("attention"), cfg, tmp_path, task="qa", progress=False)
+    tv = finetune(minilm, texts, labels, head, job)
     assert tv.numel() == 3_538_944 and tv.norm() > 0
     loaded = TaskVector.load(tmp_path / "vector.safetensors")
     loaded.check_base(minilm)
     batch = minilm.collate(texts[:2])
     with torch.no_grad():
         base_out = minilm.represent(batch)
-        with model_at(minilm, [(loaded, 1.0)]) as f:
-            moved = f(batch)
+        with applied_in_place(minilm, combine([(loaded, 1.0)])):
+            moved = minilm.represent(batch)
     assert not torch.allclose(base_out, moved)
     assert all(torch.equal(p, before[n]) for n, p in minilm.named_weights().items())
 
@@ -59,8 +60,8 @@ def test_attention_only_fine_tune_needs_less_memory_than_nonlinear_in_either_ord
     cfg = TrainConfig(steps=2, batch_size=16, lr=1e-4, warmup_steps=0)
     measured = []
     for i, paradigm in enumerate(["attention", "nonlinear", "attention"]):
-        tv = finetune(minilm, texts, labels, head, resolve_paradigm(paradigm), cfg, tmp_path / str(i), task="qa",
-                      progress=False)
+        job = TrainingJob(resolve_paradigm(paradigm), cfg, tmp_path / str(i), task="qa", progress=False)
+        tv = finetune(minilm, texts, labels, head, job)
         measured.append(tv.meta["training"]["memory_increase_bytes"])
     attention_first, nonlinear, attention_after = measured
     assert 0 < attention_first < nonlinear

@@ -8,10 +8,10 @@ import pytest
 
 from taskarith.config import validate
 from taskarith.errors import TaskarithError
-from taskarith.lr_search import choose_lr, search_learning_rates
+from taskarith.run.lr_search import choose_lr, search_learning_rates
 from taskarith.report.markdown import protocol
 from taskarith.run import Experiment, run_experiment
-from test_run import tiny_config
+from conftest import tiny_config
 
 
 def test_choose_lr_takes_the_best_and_keeps_the_default_on_a_tie():
@@ -39,16 +39,16 @@ def test_search_reads_validation_only_and_the_run_reuses_seed_0(tiny_model_dir, 
     asked = []
     scores = exp.scores
     exp.scores = lambda vectors, combos, sets: asked.extend(s for _, s in sets) or scores(vectors, combos, sets)
-    search = search_learning_rates(exp, log=lambda *_: None)
+    search = search_learning_rates(exp)
     assert set(asked) == {"val"}  # test is never read to choose
     assert set(search["attention"]["validation"]) == {"0.001", "0.1"}
     assert search["attention"]["chosen"] in (1e-3, 1e-1)
 
-    import taskarith.run
+    import taskarith.run.training
 
     calls = []
-    real = taskarith.run.finetune
-    monkeypatch.setattr(taskarith.run, "finetune", lambda *a, **k: calls.append(k["task"]) or real(*a, **k))
+    real = taskarith.run.training.finetune
+    monkeypatch.setattr(taskarith.run.training, "finetune", lambda *a, **k: calls.append(a[-1].task) or real(*a, **k))
     path = run_experiment(cfg, tmp_path / "run", progress=False, log=lambda *_: None)
     assert len(calls) == 2 * len(csv_tasks)  # each rate once per task; seed 0 at the chosen rate is reused
     results = json.loads(path.read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_run import tiny_config
+from conftest import tiny_config
 
 from taskarith.errors import TaskarithError
 from taskarith.merge import dare, magnitude_prune, merge_vectors, random_prune, sign_elect, task_arithmetic, ties

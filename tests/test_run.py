@@ -6,22 +6,11 @@ import json
 
 import pytest
 
-from taskarith.config import validate
 from taskarith.evaluate import choose_alpha, choose_negation_alpha, normalized_accuracy
-from taskarith.run import Experiment, run_experiment
+from taskarith.run import Experiment, Unit, run_experiment, trained_vector
+from taskarith.run.protocol import evaluate_vectors, negate_each
 
-
-def tiny_config(model_dir, tasks, **overrides):
-    tree = {
-        "name": "tiny",
-        "model": {"name": str(model_dir), "max_length": 16},
-        "data": {"tasks": tasks},
-        "train": {"steps": 4, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 2},
-        "eval": {"batch_size": 16},
-    }
-    for key, value in overrides.items():
-        tree[key] = {**tree.get(key, {}), **value}
-    return validate(tree)
+from conftest import tiny_config
 
 
 def test_normalized_accuracy_is_per_task_then_averaged():
@@ -48,14 +37,18 @@ def test_alpha_is_chosen_on_validation_only(tiny_model_dir, csv_tasks, tmp_path)
     """Scrambling every test label must change test accuracy but never the chosen α."""
     cfg = tiny_config(tiny_model_dir, csv_tasks)
     exp = Experiment(cfg, tmp_path, progress=False, log=lambda *_: None)
-    vectors = {t: exp.vector(0, "nonlinear", t) for t in exp.tasks}
+    vectors = {t: trained_vector(exp, Unit(0, "nonlinear", t)) for t in exp.tasks}
     pre = exp.pretrained()
-    clean = exp.evaluate(vectors, pre)
+
+    def evaluate() -> dict:
+        return {**evaluate_vectors(exp, vectors), "negation": negate_each(exp, vectors, pre)}
+
+    clean = evaluate()
     for t in exp.tasks:
         evalset = exp.evalsets[t]["test"]
         n_classes = exp.heads[t].shape[0]
         evalset.labels = [(y + 1) % n_classes for y in evalset.labels]
-    scrambled = exp.evaluate(vectors, pre)
+    scrambled = evaluate()
     assert scrambled["addition"]["alpha"] == clean["addition"]["alpha"]
     for a, point in clean["addition"]["curve"].items():
         assert scrambled["addition"]["curve"][a]["val_norm"] == point["val_norm"]
@@ -129,15 +122,15 @@ def test_zero_combinations_reuse_the_base_accuracy_and_match_a_full_sweep(tiny_m
     exp = Experiment(tiny_config(tiny_model_dir, csv_tasks), tmp_path, progress=False, log=lambda *_: None)
     t = exp.tasks[0]
     for paradigm in ("nonlinear", "linear"):
-        tv = exp.vector(0, paradigm, t)
+        tv = trained_vector(exp, Unit(0, paradigm, t))
         combos = [[0.0], [0.5], [-0.0], [1.0]]
-        want = accuracies(exp.family, [tv], combos, exp.evalsets[t]["val"], exp.heads[t])
+        want = accuracies(exp.model, [tv], combos, exp.evalsets[t]["val"], exp.heads[t])
         assert list(exp.scores([tv], combos, [(t, "val")])[(t, "val")]) == list(want)
     from taskarith.evaluate import sweep
 
     before = exp.pretrained()["val"][t]
     evalset, preds = exp.evalsets[t]["val"], []
-    sweep(exp.family, [], [[]], [evalset],
-          lambda c, s, b, rep: preds.append(exp.family.logits(rep, exp.heads[t]).argmax(-1)))
+    sweep(exp.model, [], [[]], [evalset],
+          lambda c, s, b, rep: preds.append(exp.model.logits(rep, exp.heads[t]).argmax(-1)))
     evalset.labels = preds  # new labels, θ0's own predictions: the cached accuracy must not be reused
     assert before < 1 and exp.scores([], [[]], [(t, "val")])[(t, "val")][0] == 1

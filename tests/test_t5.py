@@ -169,8 +169,8 @@ def test_glue_formats_prompts_and_labels(tmp_path):
               [["gj04", str(i % 2), "" if i % 2 else "*", f"the cat sat {i}"] for i in range(20)])
     write_tsv(tmp_path / "glue" / "CoLA" / "dev.tsv", None, [["gj04", "1", "", "the dog ran"], ["gj04", "0", "*", "x"]])
     cola = resolve_task("glue:cola", root=str(tmp_path))
-    assert cola.class_names == ("unacceptable", "acceptable") and cola.test.texts[0] == "cola sentence: the dog ran"
-    assert cola.test.labels == [1, 0] and cola.test.texts[0].choices == ("unacceptable", "acceptable")
+    assert cola.class_names == ("unacceptable", "acceptable") and cola.test.inputs[0] == "cola sentence: the dog ran"
+    assert cola.test.labels == [1, 0] and cola.test.inputs[0].choices == ("unacceptable", "acceptable")
     header = ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2", "score"]
     rows = [[str(i), "g", "f", "y", "o", "s", "s", f"a {i}", f"b {i}", f"{i / 4:.3f}"] for i in range(21)]
     for name in ("train.tsv", "dev.tsv"):
@@ -178,14 +178,14 @@ def test_glue_formats_prompts_and_labels(tmp_path):
     stsb = resolve_task("glue:stsb", root=str(tmp_path))
     assert stsb.class_names == ("0", "1", "2", "3", "4", "5")
     assert stsb.test.labels[:7] == [0, 0, 1, 1, 1, 1, 2]  # 0, .25, .5, .75, 1, 1.25, 1.5 rounded half up
-    assert stsb.test.texts[1] == "stsb sentence1: a 1 sentence2: b 1"
+    assert stsb.test.inputs[1] == "stsb sentence1: a 1 sentence2: b 1"
     mnli = ["index", "promptID", "pairID", "genre", "sentence1", "sentence2", "gold_label"]
     labels = ("entailment", "neutral", "contradiction")
     write_tsv(tmp_path / "glue" / "MNLI" / "train.tsv", mnli,
               [[str(i), "", "", "", f"p {i}", f"h {i}", labels[i % 3]] for i in range(30)] + [["short", "row"]])
     write_tsv(tmp_path / "glue" / "MNLI" / "dev_matched.tsv", mnli, [["0", "", "", "", "p", "h", "neutral"]])
     task = resolve_task("glue:mnli", root=str(tmp_path))
-    assert task.test.texts == ["mnli hypothesis: h premise: p"] and task.test.labels == [1]
+    assert task.test.inputs == ["mnli hypothesis: h premise: p"] and task.test.labels == [1]
     assert len(task.train) + len(task.val) == 30  # the short row is skipped
 
 
@@ -223,7 +223,7 @@ def test_glue_parquet_export(tmp_path):
                           "label": [i % 2 for i in range(n)], "idx": list(range(n))})
         pq.write_table(table, folder / f"{split}-00000-of-00001.parquet")
     task = resolve_task("glue:rte", root=str(tmp_path))
-    assert task.test.texts[1] == "rte sentence1: a 1 sentence2: b 1" and task.test.labels == [0, 1, 0, 1]
+    assert task.test.inputs[1] == "rte sentence1: a 1 sentence2: b 1" and task.test.labels == [0, 1, 0, 1]
 
 
 # --- the whole pipeline -------------------------------------------------------------------------

@@ -9,7 +9,15 @@ from typing import List, Optional
 
 import typer
 
+from .atomic import write_json
+from .config import validate
 from .errors import TaskarithError, printable
+from .lock import run_lock
+from .report import load_results, write_report
+from .run import Experiment, Unit, trained_vector
+from .run.ablation import ablation as ablation_stage
+from .run.analyses import disentangle_stage, efficiency_stage, kernel_stage, resolve_pair, similarity_stage
+from .run.training import unit_vector_file
 
 analyze_app = typer.Typer(no_args_is_help=True,
                           help="Compute one analysis on a finished run and merge it into its results.json.")
@@ -25,11 +33,6 @@ class _Run:
     """A finished run: its results.json and the Experiment rebuilt from the config recorded there."""
 
     def __init__(self, run_dir: Path):
-        from .config import validate
-        from .lock import run_lock
-        from .report import load_results
-        from .run import Experiment
-
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "results.json"
         if not self.path.is_file():
@@ -42,16 +45,21 @@ class _Run:
             raise TaskarithError(f"{self.path}: no recorded config")
         self.exp = Experiment(validate(self.results["config"], f"{self.path}: config"), self.run_dir, log=_log)
 
-    def first_seed(self) -> dict:
-        """The run's vectors of seed 0 for every paradigm of its config (trained only if missing)."""
+    def first_seed(self) -> tuple[dict, dict]:
+        """The run's vectors of seed 0 for every paradigm of its config (trained only if missing), and their
+        files relative to the run folder."""
         exp = self.exp
-        return {p: {t: exp.vector(0, p, t) for t in exp.tasks} for p in exp.cfg.paradigms}
+        units = {p: [Unit(0, p, t, lr=self._rate(p)) for t in exp.tasks] for p in exp.cfg.paradigms}
+        vectors = {p: {u.task: trained_vector(exp, u) for u in us} for p, us in units.items()}
+        files = {p: {u.task: str(unit_vector_file(exp, u)) for u in us} for p, us in units.items()}
+        return vectors, files
+
+    def _rate(self, paradigm: str) -> float | None:
+        """The rate the run trained the paradigm at (its lr_search choice), None for train.lr."""
+        return self.results.get("paradigms", {}).get(paradigm, {}).get("lr")
 
     def save(self, key: str, value: dict, merge: bool = False) -> None:
         """Store results["analysis"][key] (merged entry by entry with `merge`), then redraw the report."""
-        from .atomic import write_json
-        from .report import write_report
-
         analysis = self.results.setdefault("analysis", {})
         if merge:
             analysis.setdefault(key, {}).update(value)
@@ -66,10 +74,8 @@ class _Run:
 @analyze_app.command()
 def kernel(run_dir: Path = RUN_DIR) -> None:
     """Kernel behaviour: accuracy of the post-hoc linearized model vs the fine-tuned one."""
-    from .analysis.kernel import kernel as compute
-
     run = _Run(run_dir)
-    run.save("kernel", compute(run.exp, run.first_seed(), log=_log))
+    run.save("kernel", kernel_stage(run.exp, *run.first_seed()))
 
 
 def _parse_pair(text: str) -> tuple[str, str]:
@@ -88,9 +94,6 @@ def disentangle(
     span: Optional[float] = typer.Option(None, "--range", help="α runs over [-RANGE, RANGE] (default: the config's)."),
 ) -> None:
     """Weight disentanglement error ξ(α1, α2) of task pairs."""
-    from .analysis.disentangle import resolve_pair
-    from .analysis.suite import disentangle_section
-
     if span is not None and span <= 0:
         raise TaskarithError(f"--range must be positive, got {span:g}")
     run = _Run(run_dir)
@@ -99,34 +102,29 @@ def disentangle(
                                                                       for p in cfg.disentangle_pairs]
     if not pairs:
         raise TaskarithError("no task pair: pass --pair A+B or set analysis.disentangle_pairs")
-    result = disentangle_section(run.exp, run.first_seed(), pairs, grid_points=grid or cfg.disentangle_grid,
-                                 span=span or cfg.disentangle_range, points=points or cfg.disentangle_points,
-                                 log=_log)
+    result = disentangle_stage(run.exp, *run.first_seed(), pairs, grid_points=grid or cfg.disentangle_grid,
+                               span=span or cfg.disentangle_range, points=points or cfg.disentangle_points)
     run.save("disentangle", result, merge=True)
 
 
 @analyze_app.command()
 def similarity(run_dir: Path = RUN_DIR) -> None:
     """Cosine similarity between the task vectors of each paradigm."""
-    from .analysis.suite import similarity_section
-
     run = _Run(run_dir)
     if len(run.exp.tasks) < 2:
         raise TaskarithError("similarity needs at least two tasks")
-    run.save("similarity", similarity_section(run.first_seed()))
+    run.save("similarity", similarity_stage(run.exp, *run.first_seed()))
 
 
 @analyze_app.command()
 def efficiency(run_dir: Path = RUN_DIR) -> None:
     """Trainable parameters, time and memory of each paradigm's fine-tuning."""
-    from .analysis.suite import efficiency_section
-
     run = _Run(run_dir)
     paradigms = run.results.get("paradigms", {})
     missing = [p for p in run.exp.cfg.paradigms if p not in paradigms]
     if missing:
         raise TaskarithError(f"{run.path}: no results for paradigm {missing[0]!r}")
-    run.save("efficiency", efficiency_section(run.exp, run.first_seed(), paradigms))
+    run.save("efficiency", efficiency_stage(run.exp, *run.first_seed()))
 
 
 @analyze_app.command()
@@ -136,10 +134,8 @@ def ablation(
                                                           "default: the config's analysis.ablation."),
 ) -> None:
     """Fine-tune every task with each preset and evaluate the merged model (Table 5)."""
-    from .analysis.ablation import ablation as compute
-
     run = _Run(run_dir)
     presets = list(preset) or list(run.exp.cfg.analysis.ablation)
     if not presets:
         raise TaskarithError("no preset: pass --preset or set analysis.ablation")
-    run.save("ablation", compute(run.exp, presets, run.exp.pretrained(), log=_log), merge=True)
+    run.save("ablation", ablation_stage(run.exp, presets, run.exp.pretrained()), merge=True)

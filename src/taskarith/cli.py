@@ -11,6 +11,9 @@ import typer
 
 from .analyze_command import analyze_app
 from .errors import TaskarithError, one_line, printable
+from .finetune.selection import PRESETS
+from .merge.methods import MERGE_METHODS
+from .paradigms import PARADIGMS
 
 
 _state = {"debug": False}
@@ -37,8 +40,8 @@ class _Group(typer.core.TyperGroup):
 
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Task arithmetic: fine-tune, build task vectors, merge, evaluate and explain.")
-vector_app = typer.Typer(no_args_is_help=True, help="Inspect task vectors.")
-data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect the embedded corpora.")
+vector_app = typer.Typer(no_args_is_help=True, help="Inspect and merge task vectors.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch the archives behind the embedded tasks.")
 app.add_typer(vector_app, name="vector")
 app.add_typer(data_app, name="data")
 app.add_typer(analyze_app, name="analyze")
@@ -54,6 +57,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     hf_logging.disable_progress_bar()
 
 
+OVERRIDES = typer.Option([], "--set", help="Override a config key, e.g. --set train.steps=50 (repeatable).")
 TRUST_PICKLE = typer.Option(False, "--trust-pickle", help="Allow pickled weight files (.pt/.pth/.bin) of a model "
                             "you trust; they are read as weights only. Without it only safetensors are read.")
 
@@ -68,10 +72,10 @@ def _load_config(config: Optional[Path], overrides: List[str], trust_pickle: boo
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="Experiment config (YAML)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.steps=50."),
+    set_: List[str] = OVERRIDES,
+    trust_pickle: bool = TRUST_PICKLE,
     seeds: Optional[int] = typer.Option(None, help="Repeat fine-tuning with this many seeds (mean ± std)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/NAME)."),
-    trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
     from .config import MAX_SEEDS
@@ -102,18 +106,17 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder holding result
 def finetune(
     task: str = typer.Option(..., help="An embedded task name, image:NAME or glue:NAME under the data root, or a "
                                            "labelled .csv/.jsonl file (text,label)."),
-    paradigm: str = typer.Option("nonlinear", help="nonlinear | linear | attention"),
-    preset: Optional[str] = typer.Option(None, help="full | attention | attention+bias | attention+mlp | "
-                                                    "attention+mlp+bias | regex:PATTERN"),
+    paradigm: str = typer.Option("nonlinear", help=" | ".join(PARADIGMS)),
+    preset: Optional[str] = typer.Option(None, help=" | ".join([*PRESETS, "regex:PATTERN"])),
     config: Optional[Path] = typer.Option(None, help="YAML config; its model, data.root and train sections apply."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.steps=50."),
+    set_: List[str] = OVERRIDES,
     out: Optional[Path] = typer.Option(None, help="Output folder (default runs/finetune/TASK/PARADIGM)."),
     max_train: Optional[int] = typer.Option(None, help="Cap the training split (stratified)."),
     trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Fine-tune one task under one paradigm and write its task vector (resumes if interrupted)."""
-    from .finetune.trainer import finetune as run_finetune
-    from .finetune.trainer import resolve_paradigm
+    from .finetune.trainer import TrainingJob, finetune as run_finetune
+    from .paradigms import resolve_paradigm
     from .data import resolve_task
     from .models import load_model
     from .models.heads import zero_shot_head
@@ -122,10 +125,11 @@ def finetune(
     par = resolve_paradigm(paradigm, preset)
     data = resolve_task(task, seed=cfg.train.seed, root=cfg.data.root,
                         caps={"train": max_train} if max_train else None)
-    family = load_model(cfg.model)
-    head = zero_shot_head(family, data.class_names, data.templates)
+    model = load_model(cfg.model)
+    head = zero_shot_head(model, data.class_names, data.templates)
     out = out or Path("runs") / "finetune" / data.name / par.name
-    vector = run_finetune(family, data.train.texts, data.train.labels, head, par, cfg.train, out, task=data.name)
+    job = TrainingJob(par, cfg.train, out, task=data.name)
+    vector = run_finetune(model, data.train.inputs, data.train.labels, head, job)
     sel = vector.meta["selection"]
     _echo(f"trained {sel['count']:,} of {sel['total']:,} parameters ({sel['share']:.1%}), "
           f"{vector.meta['training']['seconds_per_step']:.3f} s/step")
@@ -135,15 +139,16 @@ def finetune(
 @vector_app.command("merge")
 def vector_merge(
     paths: List[Path] = typer.Argument(..., help="Task vectors of one base and paradigm."),
-    rule: str = typer.Option("ties", help="task_arithmetic | ties | dare | dare_ties"),
+    rule: str = typer.Option("ties", help=" | ".join(MERGE_METHODS)),
     density: float = typer.Option(0.2, help="Share of entries TIES and DARE keep."),
     seed: int = typer.Option(0, help="Seed of DARE's random drops."),
     out: Path = typer.Option(..., help="Where to write the merged task vector (.safetensors)."),
 ) -> None:
     """Merge task vectors into one (apply it with one α like any task vector)."""
-    from .merge import merge_vectors
+    from .merge import merge_method, merge_vectors
     from .vectors import TaskVector
 
+    merge_method(rule)  # a mistyped rule fails before the vectors are read
     merged = merge_vectors([TaskVector.load(p) for p in paths], rule, density=density, seed=seed)
     merged.save(out)
     _echo(f"{merged.meta['task']}: norm {merged.norm():.6g}")
@@ -151,7 +156,8 @@ def vector_merge(
 
 
 @vector_app.command("info")
-def vector_info(path: Path, as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON.")) -> None:
+def vector_info(path: Path = typer.Argument(..., help="A task vector file (.safetensors)."),
+                as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON.")) -> None:
     """Show a task vector's metadata, size and norm."""
     from .vectors import TaskVector
 
@@ -167,19 +173,36 @@ def vector_info(path: Path, as_json: bool = typer.Option(False, "--json", help="
     _echo(f"  {'norm':18} {tv.norm():.6g}")
 
 
+def _wrap_items(head: str, items: list[str], width: int = 80) -> list[str]:
+    """`head` and the comma-joined items, wrapped between items (a class name never breaks) and indented."""
+    lines = [head]
+    for n, item in enumerate(items):
+        piece = item if n == len(items) - 1 else item + ","
+        if len(lines[-1]) + 1 + len(piece) > width and lines[-1] != head:
+            lines.append("    " + piece)
+        else:
+            lines[-1] += " " + piece
+    return lines
+
+
+def _task_lines(row: dict) -> list[str]:
+    """One task as a short block that fits 80 columns: description, sizes, classes, source."""
+    if row["available"] is None:
+        sizes = f"sizes known once fetched (taskarith data fetch {row['name']})"
+    else:
+        sizes = f"{row['available']:,} examples, {row['test']:,} of them for test"
+    return [f"{row['name']}: {row['description']}", f"  {sizes}",
+            *_wrap_items(f"  {len(row['classes'])} classes:", row["classes"]), f"  source: {row['source']}"]
+
+
 @app.command()
 def tasks() -> None:
-    """List the embedded tasks with their sizes and sources."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """List the embedded tasks with their sizes, classes and sources."""
     from .data import describe_tasks
 
-    table = Table("task", "description", "classes", "examples", "test", "source")
     for row in describe_tasks():
-        table.add_row(row["name"], row["description"], str(row["classes"]), str(row["available"]),
-                      str(row["test"]), row["source"])
-    Console().print(table)
+        for line in _task_lines(row):
+            _echo(line)
 
 
 @data_app.command("fetch")

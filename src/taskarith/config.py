@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import TaskarithError, clip, quote
+from .errors import QUOTE_LIMIT, TaskarithError, clip, quote
+from .paradigms import PARADIGMS
 from .safety import PLAIN_NAME_RULE, is_plain_name, read_regular
 
-PARADIGMS = ("nonlinear", "linear", "attention")
 MAX_SEEDS = 1000
 
 
@@ -78,7 +80,8 @@ class EvalConfig(_Strict):
     negation: bool = True
     negation_control: str | None = None
     negation_keep: float = Field(0.95, gt=0, le=1)
-    merges: list[Literal["ties", "dare", "dare_ties"]] = Field(default_factory=list)  # compared with the plain sum
+    # merge methods compared with the plain sum, by their names in merge.MERGE_METHODS (checked by the run)
+    merges: list[str] = Field(default_factory=list)
     merge_density: float = Field(0.2, gt=0, le=1)  # share of entries TIES and DARE keep
 
     @field_validator("alphas")
@@ -114,7 +117,7 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
-    paradigms: list[Literal["nonlinear", "linear", "attention"]] = Field(
+    paradigms: list[Literal[tuple(PARADIGMS)]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(PARADIGMS), min_length=1
     )
     seeds: int = Field(1, gt=0, le=MAX_SEEDS)
@@ -206,24 +209,57 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise TaskarithError(f"override {quote(text)}: value is not valid YAML ({clip(first)})") from e
 
 
-def _format_error(source: str, err: ValidationError) -> str:
-    e = err.errors()[0]
+def _dotted_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every key a config may set, sections included, as dotted paths."""
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(prefix + name)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            keys += _dotted_keys(info.annotation, f"{prefix}{name}.")
+    return keys
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, _dotted_keys(ExperimentConfig), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _shown(text: str, limit: int = QUOTE_LIMIT) -> str:
     # a key with a newline or other control character is quoted, so the message stays one readable line
-    where = clip(".".join(str(p) if str(p).isprintable() else quote(p) for p in e["loc"])) or "(top level)"
-    msg = e["msg"]
+    return clip(text if text.isprintable() else quote(text), limit)
+
+
+def _blamed(dotted: str, overrides: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The (argument, key) of the last override that set the key at fault or a section holding it: it won."""
+    for item, key in reversed(overrides):
+        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
+            return item, key
+    return None
+
+
+def _format_error(source: str, err: ValidationError, overrides: Sequence[tuple[str, str]] = ()) -> str:
+    e = err.errors()[0]
+    dotted = ".".join(map(str, e["loc"]))
+    where = clip(".".join(map(_shown, map(str, e["loc"])))) or "(top level)"
+    blamed = _blamed(dotted, overrides) if dotted else None
+    if blamed is not None:
+        source = f"--set {_shown(blamed[0], 100)}"
     if e["type"] == "extra_forbidden":
-        msg = "unknown key"
+        # `--set trian.steps=5` fails at "trian": suggest from the whole key
+        wrong = blamed[1] if blamed is not None and blamed[1].startswith(dotted + ".") else dotted
+        return f"{source}: {where}: unknown key{_did_you_mean(wrong)}"
     # the input is quoted shortened: it may be a huge value from the file
-    quoted = e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict)
-    got = f" (got {quote(e['input'])})" if quoted else ""
-    return f"{source}: {where}: {msg}{got}"
+    got = "" if isinstance(e.get("input"), dict) else f" (got {quote(e['input'])})"
+    return f"{source}: {where}: {e['msg']}{got}"
 
 
-def validate(tree: dict, source: str = "config") -> ExperimentConfig:
+def validate(tree: dict, source: str = "config", overrides: Sequence[tuple[str, str]] = ()) -> ExperimentConfig:
+    """The config of `tree`; an error names the --set argument (`overrides`: argument, key) that set the key
+    at fault, else `source`."""
     try:
         return ExperimentConfig.model_validate(tree)
     except ValidationError as err:
-        raise TaskarithError(_format_error(source, err)) from err
+        raise TaskarithError(_format_error(source, err, overrides)) from err
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -244,7 +280,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             raise TaskarithError(f"{path}: not valid YAML ({clip(first)})") from e
         if not isinstance(tree, dict):
             raise TaskarithError(f"{path}: expected a mapping at the top level, got {type(tree).__name__}")
+    applied = []
     for item in overrides:
         key, value = parse_override(item)
         _set_path(tree, key, value)
-    return validate(tree, source)
+        applied.append((item, key))
+    return validate(tree, source, applied)

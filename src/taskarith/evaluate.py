@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.func import jvp
 
-from .models.base import Batch, Family
+from .models.base import Batch, Model
 from .vectors import TaskVector, applied_in_place, combine
 
 
@@ -32,12 +32,12 @@ class EvalSet:
         return sum(len(y) for y in self.labels)
 
 
-def make_evalset(family: Family, inputs: Sequence, labels: Sequence[int], batch_size: int) -> EvalSet:
+def make_evalset(model: Model, inputs: Sequence, labels: Sequence[int], batch_size: int) -> EvalSet:
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]) if isinstance(inputs[i], str) else 0)
     batches, ys = [], []
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        batches.append(family.to_device(family.collate([inputs[i] for i in idx])))
+        batches.append(model.to_device(model.collate([inputs[i] for i in idx])))
         ys.append(torch.as_tensor([labels[i] for i in idx], dtype=torch.long))
     return EvalSet(batches, ys)
 
@@ -45,18 +45,18 @@ def make_evalset(family: Family, inputs: Sequence, labels: Sequence[int], batch_
 Reducer = Callable[[int, int, int, torch.Tensor], None]  # (combination, evaluation set, batch, representation)
 
 
-def sweep(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
+def sweep(model: Model, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
           evalsets: Sequence[EvalSet], reduce: Reducer) -> None:
     """Call `reduce` with f(x; θ0 + Σ_t c_t τ_t) for every combination c, evaluation set and batch.
 
     Every evaluation set is scored under one application of a combination: writing θ0 + δ into the
     module costs about half a forward pass of a validation split, so it is paid once per combination."""
     if not vectors or all(tv.linear for tv in vectors):
-        _sweep_affine(family, vectors, combos, evalsets, reduce)
+        _sweep_affine(model, vectors, combos, evalsets, reduce)
     elif any(tv.linear for tv in vectors):
         raise ValueError("cannot mix linear and non-linear task vectors in one sweep")
     else:
-        _sweep_in_place(family, vectors, combos, evalsets, reduce)
+        _sweep_in_place(model, vectors, combos, evalsets, reduce)
 
 
 def combo_basis(combos: Sequence[Sequence[float]], n_vectors: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,8 +72,8 @@ def combo_basis(combos: Sequence[Sequence[float]], n_vectors: int) -> tuple[np.n
     return basis, c @ basis.T
 
 
-def _sweep_affine(family, vectors, combos, evalsets, reduce) -> None:
-    params = family.named_weights()
+def _sweep_affine(model, vectors, combos, evalsets, reduce) -> None:
+    params = model.named_weights()
     basis, weights = combo_basis(combos, len(vectors))
     directions = [combine([(tv, float(b)) for tv, b in zip(vectors, row)]) for row in basis]
     theta0 = {n: params[n].detach() for n in (directions[0] if directions else {})}
@@ -82,10 +82,10 @@ def _sweep_affine(family, vectors, combos, evalsets, reduce) -> None:
             for b, batch in enumerate(evalset.batches):
                 f0, tangents = None, []
                 for direction in directions:
-                    f0, tangent = jvp(lambda p: family.represent(batch, p), (theta0,), (direction,))
+                    f0, tangent = jvp(lambda p: model.represent(batch, p), (theta0,), (direction,))
                     tangents.append(tangent)
                 if f0 is None:
-                    f0 = family.represent(batch)
+                    f0 = model.represent(batch)
                 for c, row in enumerate(weights):
                     rep = f0.clone()
                     for w, tangent in zip(row, tangents):
@@ -94,33 +94,33 @@ def _sweep_affine(family, vectors, combos, evalsets, reduce) -> None:
                     reduce(c, s, b, rep)
 
 
-def _sweep_in_place(family, vectors, combos, evalsets, reduce) -> None:
+def _sweep_in_place(model, vectors, combos, evalsets, reduce) -> None:
     with torch.inference_mode():
         for c, coefs in enumerate(combos):
             delta = combine(list(zip(vectors, coefs)))
-            with applied_in_place(family, delta):
+            with applied_in_place(model, delta):
                 for s, evalset in enumerate(evalsets):
                     for b, batch in enumerate(evalset.batches):
-                        reduce(c, s, b, family.represent(batch))
+                        reduce(c, s, b, model.represent(batch))
 
 
-def accuracy_table(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
+def accuracy_table(model: Model, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
                    evalsets: Sequence[EvalSet], heads: Sequence[torch.Tensor]) -> np.ndarray:
     """Accuracy [set, combination] of each set's head on each evaluation set, for every combination."""
     correct = np.zeros((len(evalsets), len(combos)))
 
     def count(c: int, s: int, b: int, rep: torch.Tensor) -> None:
-        pred = family.logits(rep, heads[s]).argmax(-1).cpu()
+        pred = model.logits(rep, heads[s]).argmax(-1).cpu()
         correct[s, c] += (pred == evalsets[s].labels[b]).sum().item()
 
-    sweep(family, vectors, combos, evalsets, count)
+    sweep(model, vectors, combos, evalsets, count)
     return correct / np.array([max(e.size, 1) for e in evalsets], dtype=np.float64)[:, None]
 
 
-def accuracies(family: Family, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
+def accuracies(model: Model, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
                evalset: EvalSet, head: torch.Tensor) -> np.ndarray:
     """Accuracy of the head on one evaluation set for each coefficient combination."""
-    return accuracy_table(family, vectors, combos, [evalset], [head])[0]
+    return accuracy_table(model, vectors, combos, [evalset], [head])[0]
 
 
 # --- the paper's protocol, as pure functions over accuracies -------------------------------------

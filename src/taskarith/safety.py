@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import stat
 from pathlib import Path
+from typing import Any
 
-from .errors import TaskarithError, quote
+from .errors import TaskarithError, clip, quote
 
 # no separator, no space or control character, and no leading dot or dash: never ".", "..", a hidden file or an option
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
@@ -53,3 +55,32 @@ def read_regular(path: str | os.PathLike) -> bytes:
     with open(fd, "rb") as f:
         _require_regular(os.fstat(fd))
         return f.read()
+
+
+def read_text(path: str | os.PathLike, *, missing: str = "no such file", encoding: str = "utf-8") -> str:
+    """The decoded text of a regular file, or a one-line TaskarithError naming it: `missing` when it does not
+    exist, "cannot read (why)" or "not UTF-8 text (byte N)"."""
+    try:
+        return read_regular(path).decode(encoding)
+    except FileNotFoundError:
+        raise TaskarithError(f"{path}: {missing}") from None
+    except UnicodeDecodeError as e:
+        raise TaskarithError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def parse_json(text: str, where: str, *, line: int | None = None, problem: str = "not valid JSON") -> Any:
+    """json.loads, or a one-line TaskarithError: "WHERE: PROBLEM at line L column C (why)"; with `line`, the
+    line of a JSON-lines file that `text` is, "WHERE line N: PROBLEM at column C (why)"."""
+    if line is not None:
+        where = f"{where} line {line}"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        at = f"column {e.colno}" if line is not None else f"line {e.lineno} column {e.colno}"
+        raise TaskarithError(f"{where}: {problem} at {at} ({e.msg})") from None
+    except RecursionError:  # the parser recurses once per nesting level
+        raise TaskarithError(f"{where}: {problem} (nested too deeply)") from None
+    except ValueError as e:  # an integer of over 4,300 digits
+        raise TaskarithError(f"{where}: {problem} ({clip(str(e))})") from None

@@ -1,5 +1,6 @@
 """Task vectors τ = θ_t − θ0 over the trained parameters: safetensors with JSON metadata, arithmetic,
-cosine similarity, and application to the base (a linear τ to the linearized model, others in place)."""
+cosine similarity, and θ0 + δ written into the base in place (a linear τ is applied through the
+linearized model instead: evaluate.sweep)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from . import __version__
 from .atomic import save_safetensors
 from .errors import TaskarithError, clip
-from .models.base import Family
+from .models.base import Model
 
 SCHEMA_VERSION = 1
 _META_KEY = "taskarith"
@@ -39,15 +40,6 @@ class TaskVector:
 
     def label(self) -> str:
         return f"{self.meta.get('task', '?')}/{self.meta.get('paradigm', '?')}"
-
-    # --- construction ---------------------------------------------------------------------------
-    @classmethod
-    def between(cls, finetuned: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor], meta: dict) -> "TaskVector":
-        """τ = θ_t − θ0 over the names of `finetuned`."""
-        missing = [n for n in finetuned if n not in base]
-        if missing:
-            raise TaskarithError(f"base has no parameter {missing[0]!r}")
-        return cls({n: (finetuned[n].detach() - base[n].detach()).clone() for n in finetuned}, dict(meta))
 
     # --- arithmetic ----------------------------------------------------------------------------
     def _check_compatible(self, other: "TaskVector") -> None:
@@ -122,22 +114,22 @@ class TaskVector:
         return sum(t.numel() for t in self.tensors.values())
 
     # --- base checks and application ------------------------------------------------------------
-    def check_base(self, family: Family) -> None:
-        params = family.named_weights()
+    def check_base(self, model: Model) -> None:
+        params = model.named_weights()
         for n, t in self.tensors.items():
             if n not in params:
-                raise TaskarithError(f"task vector {self.label()} has parameter {n!r}, which {family.model_id} lacks")
+                raise TaskarithError(f"task vector {self.label()} has parameter {n!r}, which {model.model_id} lacks")
             if params[n].shape != t.shape:
                 raise TaskarithError(
-                    f"{n}: task vector shape {tuple(t.shape)} vs {tuple(params[n].shape)} in {family.model_id}"
+                    f"{n}: task vector shape {tuple(t.shape)} vs {tuple(params[n].shape)} in {model.model_id}"
                 )
             if params[n].dtype != t.dtype:  # applying would silently round τ to the model's precision
-                raise TaskarithError(f"{n}: task vector dtype {t.dtype} vs {params[n].dtype} in {family.model_id}")
-        got = family.fingerprint(self.names)
+                raise TaskarithError(f"{n}: task vector dtype {t.dtype} vs {params[n].dtype} in {model.model_id}")
+        got = model.fingerprint(self.names)
         if got != self.meta.get("base_hash"):
             raise TaskarithError(
                 f"task vector {self.label()} was made on {self.meta.get('base_model')} "
-                f"(θ0 hash {str(self.meta.get('base_hash'))[:12]}), not on {family.model_id} (θ0 hash {got[:12]})"
+                f"(θ0 hash {str(self.meta.get('base_hash'))[:12]}), not on {model.model_id} (θ0 hash {got[:12]})"
             )
 
     # --- files ---------------------------------------------------------------------------------
@@ -192,9 +184,9 @@ def combine(terms: Sequence[tuple[TaskVector, float]]) -> dict[str, torch.Tensor
 
 
 @contextlib.contextmanager
-def applied_in_place(family: Family, delta: Mapping[str, torch.Tensor]) -> Iterator[None]:
+def applied_in_place(model: Model, delta: Mapping[str, torch.Tensor]) -> Iterator[None]:
     """θ0 + δ written into the module's own tensors, restored bit-exactly on exit."""
-    params = family.named_weights()
+    params = model.named_weights()
     names = list(delta)
     targets = [params[n].data for n in names]
     saved = [t.clone() for t in targets]
@@ -206,21 +198,3 @@ def applied_in_place(family: Family, delta: Mapping[str, torch.Tensor]) -> Itera
         with torch.no_grad():
             for t, s in zip(targets, saved):
                 t.copy_(s)
-
-
-@contextlib.contextmanager
-def model_at(family: Family, terms: Sequence[tuple[TaskVector, float]]) -> Iterator:
-    """Yield f(·; θ0 + Σ α τ) as a function of a batch: linearized for linear vectors, in place otherwise."""
-    from .finetune.linearize import base_params, linearized_represent
-
-    if not terms:
-        yield family.represent
-        return
-    delta = combine(terms)
-    if terms[0][0].linear:
-        theta0 = base_params(family, list(delta))
-        yield lambda batch: linearized_represent(family, batch, theta0, delta)
-    else:
-        with applied_in_place(family, delta):
-            yield family.represent
-

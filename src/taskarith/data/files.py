@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import TaskarithError, clip, quote
-from ..safety import check_name, read_regular
-from .corpora import dedupe, tidy
+from ..safety import check_name, parse_json, read_text
+from .text_cleanup import dedupe, tidy
 from .registry import TaskData, make_task
 
 CSV_SUFFIXES = (".csv",)
@@ -55,23 +54,10 @@ def _read_csv(path: Path, content: str, text_column: str, label_column: str) -> 
 def _json_records(path: Path, content: str) -> list[tuple[str, object]]:
     """(where, record) pairs from a JSON array of objects or from JSON lines."""
     if content.lstrip().startswith("["):
-        try:
-            records = json.loads(content)
-        except json.JSONDecodeError as e:
-            raise TaskarithError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
-        except (ValueError, RecursionError) as e:  # an integer over 4,300 digits; nesting past the recursion limit
-            raise TaskarithError(f"{path}: not valid JSON ({clip(str(e))})") from None
+        records = parse_json(content, str(path))
         return [(f"record {n}", record) for n, record in enumerate(records, 1)]
-    pairs = []
-    for n, raw in enumerate(content.splitlines(), 1):
-        if raw.strip():
-            try:
-                pairs.append((f"line {n}", json.loads(raw)))
-            except json.JSONDecodeError as e:
-                raise TaskarithError(f"{path} line {n}: not valid JSON ({e.msg})") from None
-            except (ValueError, RecursionError) as e:
-                raise TaskarithError(f"{path} line {n}: not valid JSON ({clip(str(e))})") from None
-    return pairs
+    return [(f"line {n}", parse_json(raw, str(path), line=n))
+            for n, raw in enumerate(content.splitlines(), 1) if raw.strip()]
 
 
 def _read_json(path: Path, content: str, text_column: str, label_column: str) -> list[tuple[str, str]]:
@@ -95,15 +81,8 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text",
     suffix = path.suffix.lower()
     if suffix not in CSV_SUFFIXES + JSON_SUFFIXES:
         raise TaskarithError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .jsonl or .json")
-    try:
-        # line ends translated as text mode would: CR LF and CR become LF
-        content = read_regular(path).decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
-    except FileNotFoundError:
-        raise TaskarithError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise TaskarithError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
+    # line ends translated as text mode would: CR LF and CR become LF
+    content = read_text(path, encoding="utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
     read = _read_csv if suffix in CSV_SUFFIXES else _read_json
     rows = read(path, content, text_column, label_column)
     return dedupe([tidy(text) for text, _ in rows], [label for _, label in rows])

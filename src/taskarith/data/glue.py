@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import TaskarithError, clip, quote
-from ..safety import read_regular
+from ..safety import read_text
 from .registry import TaskData, make_task
 
 TEMPLATES = ("{}",)  # the target text is the label word itself
@@ -99,15 +99,8 @@ def _tsv_rows(path: Path, spec: GlueSpec) -> Rows:
     """Fields and raw labels of one TSV file; GLUE's TSVs are unquoted, and QQP has a few short rows,
     which are skipped as every GLUE reader does."""
     csv.field_size_limit(sys.maxsize)
-    try:
-        text = read_regular(path).decode("utf-8")
-        lines = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
-    except FileNotFoundError:
-        raise TaskarithError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise TaskarithError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
+    text = read_text(path)
+    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     if spec.header:
         if not lines:
             raise TaskarithError(f"{path}: empty file; expected a header row")

@@ -35,15 +35,15 @@ class TaskSpec:
 
 @dataclass
 class Split:
-    texts: list[str]
+    inputs: list  # texts, or images for an image task
     labels: list[int]
 
     def __post_init__(self) -> None:
-        if len(self.texts) != len(self.labels):
-            raise TaskarithError(f"split has {len(self.texts)} texts but {len(self.labels)} labels")
+        if len(self.inputs) != len(self.labels):
+            raise TaskarithError(f"split has {len(self.inputs)} inputs but {len(self.labels)} labels")
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.inputs)
 
 
 @dataclass
@@ -145,8 +145,8 @@ def _check_args(seed: int, test_fraction: float, val_fraction: float, val_cap: i
     return {part: caps.get(part) for part in SPLITS}
 
 
-def _take(texts: Sequence[str], labels: Sequence[int], idx: np.ndarray) -> Split:
-    return Split([texts[i] for i in idx], [int(labels[i]) for i in idx])
+def _take(inputs: Sequence[str], labels: Sequence[int], idx: np.ndarray) -> Split:
+    return Split([inputs[i] for i in idx], [int(labels[i]) for i in idx])
 
 
 def split_off_test(labels: Sequence[int], test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +155,7 @@ def split_off_test(labels: Sequence[int], test_fraction: float) -> tuple[np.ndar
 
 
 def make_task(name: str, class_names: Sequence[str], templates: Sequence[str],
-              texts: Sequence[str], labels: Sequence[int],
+              inputs: Sequence[str], labels: Sequence[int],
               test: tuple[Sequence[str], Sequence[int]] | None = None, *, seed: int = 0,
               test_fraction: float = 0.2, val_fraction: float = 0.1, val_cap: int | None = 1000,
               caps: dict[str, int] | None = None) -> TaskData:
@@ -164,18 +164,18 @@ def make_task(name: str, class_names: Sequence[str], templates: Sequence[str],
     caps = _check_args(seed, test_fraction, val_fraction, val_cap, caps)
     if test is None:
         pool_idx, test_idx = split_off_test(labels, test_fraction)
-        pool = _take(texts, labels, pool_idx)
-        test_split = _take(texts, labels, test_idx)
+        pool = _take(inputs, labels, pool_idx)
+        test_split = _take(inputs, labels, test_idx)
     else:
-        pool = Split(list(texts), [int(lab) for lab in labels])
+        pool = Split(list(inputs), [int(lab) for lab in labels])
         test_split = Split(list(test[0]), [int(lab) for lab in test[1]])
     n_val = held_count(len(pool), val_fraction)
     if val_cap is not None:
         n_val = min(n_val, val_cap)
     val_idx = stratified_sample(pool.labels, n_val, SPLIT_SEED, leave_one=True)
     train_idx = np.setdiff1d(np.arange(len(pool)), val_idx, assume_unique=True)
-    parts = {"train": _take(pool.texts, pool.labels, train_idx),
-             "val": _take(pool.texts, pool.labels, val_idx),
+    parts = {"train": _take(pool.inputs, pool.labels, train_idx),
+             "val": _take(pool.inputs, pool.labels, val_idx),
              "test": test_split}
     available = {part: len(split) for part, split in parts.items()}
     for part, cap in caps.items():
@@ -183,11 +183,11 @@ def make_task(name: str, class_names: Sequence[str], templates: Sequence[str],
             split = parts[part]
             # Only the training subset varies with the seed; val and test stay fixed across seeds.
             keep = stratified_cap(split.labels, cap, seed if part == "train" else SPLIT_SEED)
-            parts[part] = _take(split.texts, split.labels, keep)
+            parts[part] = _take(split.inputs, split.labels, keep)
     for part, split in parts.items():
         if len(split) == 0:
             raise TaskarithError(
-                f"task {name}: the {part} split is empty ({len(texts)} examples in all); "
+                f"task {name}: the {part} split is empty ({len(inputs)} examples in all); "
                 f"expected more examples or larger fractions/caps"
             )
     return TaskData(name, tuple(class_names), tuple(templates), parts["train"], parts["val"], parts["test"],

@@ -11,12 +11,12 @@ from typing import Callable, Mapping
 import torch
 from torch.func import jvp
 
-from ..models.base import Batch, Family
+from ..models.base import Batch, Model
 
 
-def base_params(family: Family, names: list[str] | tuple[str, ...]) -> dict[str, torch.Tensor]:
+def base_params(model: Model, names: list[str] | tuple[str, ...]) -> dict[str, torch.Tensor]:
     """θ0 for `names`, detached views of the module's own tensors (no copy)."""
-    params = dict(family.net.named_parameters())
+    params = dict(model.net.named_parameters())
     return {n: params[n].detach() for n in names}
 
 
@@ -28,7 +28,7 @@ def linearized(fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     return out + tangent
 
 
-def linearized_represent(family: Family, batch: Batch, theta0: Mapping[str, torch.Tensor],
+def linearized_represent(model: Model, batch: Batch, theta0: Mapping[str, torch.Tensor],
                          tau: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The linearized representation module at θ0 + τ."""
-    return linearized(lambda p: family.represent(batch, p), theta0, tau)
+    return linearized(lambda p: model.represent(batch, p), theta0, tau)

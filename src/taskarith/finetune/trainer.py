@@ -6,14 +6,13 @@ preset. linear: train τ in f(x; θ0) + J f(x; θ0)·τ, with θ0 held once by t
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -21,58 +20,35 @@ from torch import nn
 from .. import __version__
 from ..config import TrainConfig
 from ..errors import TaskarithError
-from ..models.base import Family
+from ..models.base import Model
+from ..paradigms import Paradigm
 from ..resources import peak_memory
 from ..vectors import TaskVector
+from .batches import batch_indices
 from .checkpoint import load_checkpoint, save_checkpoint
 from .linearize import base_params, linearized_represent
 from .selection import Selection, select
 
 
 @dataclass(frozen=True)
-class Paradigm:
-    name: str  # nonlinear | linear | attention
-    linear: bool
-    preset: str
+class TrainingJob:
+    """One task's fine-tune: how (paradigm, train) and where (out_dir gets the checkpoint, then the vector)."""
+
+    paradigm: Paradigm
+    train: TrainConfig
+    out_dir: Path
+    task: str  # names the task in messages and in the vector's metadata
+    progress: bool = True
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / "checkpoint.safetensors"
 
 
-def resolve_paradigm(name: str, preset: str | None = None) -> Paradigm:
-    defaults = {"nonlinear": "full", "linear": "full", "attention": "attention"}
-    if name not in defaults:
-        raise TaskarithError(f"unknown paradigm {name!r}; known: {', '.join(defaults)}")
-    return Paradigm(name, name == "linear", preset or defaults[name])
-
-
-def batch_indices(n: int, batch_size: int, seed: int, step: int, lengths: Sequence[int] | None = None,
-                  window: int = 8) -> list[int]:
-    """The examples of one step; the order depends on (seed, step) only, so a resumed run sees the same data.
-
-    Each epoch is a seeded permutation. With `lengths`, each window of `window` batches is sorted by length
-    before it is cut into batches, and the batches are then shuffled: batches of similar lengths pad less."""
-    per_epoch = max(1, n // batch_size)
-    epoch, pos = divmod(step, per_epoch)
-    return _epoch_plan(n, batch_size, seed, epoch, tuple(lengths) if lengths is not None else None, window)[pos]
-
-
-@functools.lru_cache(maxsize=4)
-def _epoch_plan(n: int, batch_size: int, seed: int, epoch: int, lengths: tuple[int, ...] | None,
-                window: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=gen).tolist()
-    per_epoch = max(1, n // batch_size)
-    if lengths is None:
-        return [perm[i * batch_size:(i + 1) * batch_size] for i in range(per_epoch)]
-    used = perm[:per_epoch * batch_size] if n >= batch_size else perm
-    span = window * batch_size
-    ordered = [i for start in range(0, len(used), span)
-               for i in sorted(used[start:start + span], key=lambda i: lengths[i])]
-    batches = [ordered[i * batch_size:(i + 1) * batch_size] for i in range(per_epoch)]
-    order = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[i] for i in order]
-
-
-def _run_fingerprint(cfg: TrainConfig, paradigm: Paradigm, task: str, base_hash: str, n: int) -> str:
-    record = {"train": cfg.model_dump(), "paradigm": paradigm.__dict__, "task": task, "base": base_hash, "n": n}
+def _run_fingerprint(job: TrainingJob, base_hash: str, n: int) -> str:
+    paradigm = job.paradigm
+    trained = {"name": paradigm.name, "linear": paradigm.linear, "preset": paradigm.preset}
+    record = {"train": job.train.model_dump(), "paradigm": trained, "task": job.task, "base": base_hash, "n": n}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -92,20 +68,20 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
 class Trainable:
     """What one paradigm trains, set up on the module; `close()` puts θ0 and requires_grad back."""
 
-    def __init__(self, family: Family, paradigm: Paradigm, decay_toward: str = "zero"):
-        self.family, self.paradigm = family, paradigm
+    def __init__(self, model: Model, paradigm: Paradigm, decay_toward: str = "zero"):
+        self.model, self.paradigm = model, paradigm
         # AdamW decays what it trains (θ, or τ when linear) toward zero; the other target is decayed by hand:
         # +1 pulls θ toward θ0 (non-linear, base), −1 pulls θ0 + τ toward zero (linear, zero)
         self.decay_sign = {(False, "base"): 1.0, (True, "zero"): -1.0}.get((paradigm.linear, decay_toward), 0.0)
-        self.selection: Selection = select(family.net, paradigm.preset)
-        self.params = dict(family.net.named_parameters())
+        self.selection: Selection = select(model.net, paradigm.preset)
+        self.params = dict(model.net.named_parameters())
         self._requires = {n: p.requires_grad for n, p in self.params.items()}
         # autograd then never computes gradients of frozen parameters
         for p in self.params.values():
             p.requires_grad_(False)
         names = self.selection.names
         if paradigm.linear:
-            self.theta0 = base_params(family, names)
+            self.theta0 = base_params(model, names)
             self.tensors = {n: torch.zeros_like(self.theta0[n], requires_grad=True) for n in names}
         else:
             self.theta0 = {n: self.params[n].detach().clone() for n in names}
@@ -115,8 +91,8 @@ class Trainable:
 
     def forward(self, batch) -> torch.Tensor:
         if self.paradigm.linear:
-            return linearized_represent(self.family, batch, self.theta0, self.tensors)
-        return self.family.represent(batch)
+            return linearized_represent(self.model, batch, self.theta0, self.tensors)
+        return self.model.represent(batch)
 
     def decay(self, lr: float, weight_decay: float) -> None:
         """Decoupled weight decay toward the target AdamW cannot express: x ← (1 − lr·wd)·x ± lr·wd·θ0."""
@@ -134,8 +110,8 @@ class Trainable:
                 return {n: t.detach().clone() for n, t in self.tensors.items()}
             return {n: self.tensors[n].detach() - self.theta0[n] for n in self.selection.names}
 
-    def close(self, restore: bool = True) -> None:
-        if restore and not self.paradigm.linear:
+    def close(self) -> None:
+        if not self.paradigm.linear:
             with torch.no_grad():
                 for n in self.selection.names:
                     self.params[n].copy_(self.theta0[n])
@@ -153,7 +129,7 @@ def make_optimizer(trainable: Trainable, cfg: TrainConfig):
 def training_step(trainable: Trainable, head: torch.Tensor, batch, labels: torch.Tensor, optimizer, scheduler,
                   grad_clip: float | None, weight_decay: float = 0.0) -> torch.Tensor:
     """One optimizer step; returns the loss (checked for NaN before any update)."""
-    logits = trainable.family.logits(trainable.forward(batch), head)
+    logits = trainable.model.logits(trainable.forward(batch), head)
     loss = nn.functional.cross_entropy(logits, labels)
     if not torch.isfinite(loss):
         return loss
@@ -167,121 +143,138 @@ def training_step(trainable: Trainable, head: torch.Tensor, batch, labels: torch
     return loss.detach()
 
 
-def finetune(
-    family: Family,
-    texts: Sequence,
-    labels: Sequence[int],
-    head: torch.Tensor,
-    paradigm: Paradigm,
-    cfg: TrainConfig,
-    out_dir: str | Path,
-    *,
-    task: str,
-    progress: bool = True,
-    stop_after: int | None = None,
-    restore: bool = True,
-) -> TaskVector | None:
-    """Train one task vector; resumes from `out_dir/checkpoint.safetensors` when present.
+@dataclass(frozen=True)
+class _Examples:
+    """The training split as the loop reads it; `lengths` (of texts only) let batches bucket by length."""
 
-    `stop_after` ends the call after that many steps of this call (an interruption, for tests); then
-    nothing is returned and the latest checkpoint holds the state. With `restore=False` a non-linear
-    run leaves the fine-tuned weights in the module instead of putting θ0 back.
-    """
-    out_dir = Path(out_dir)
-    if len(texts) == 0:
-        raise TaskarithError(f"task {task!r}: the training split is empty")
-    selection = select(family.net, paradigm.preset)
-    base_hash = family.fingerprint(selection.names)
-    run_id = _run_fingerprint(cfg, paradigm, task, base_hash, len(texts))
-    device = family.device
-    head = head.to(device)
-    labels_t = torch.as_tensor(list(labels), dtype=torch.long)
-    ckpt = out_dir / "checkpoint.safetensors"
+    inputs: Sequence
+    labels: torch.Tensor
+    head: torch.Tensor
+    lengths: list[int] | None
 
+
+@dataclass
+class _Session:
+    """One call's training state: what is trained, by what optimizer, and the next step to take."""
+
+    job: TrainingJob
+    trainable: Trainable
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    run_id: str  # the checkpoint's fingerprint: a checkpoint of another configuration is refused
+    step: int = 0
+
+
+def finetune(model: Model, inputs: Sequence, labels: Sequence[int], head: torch.Tensor,
+             job: TrainingJob) -> TaskVector:
+    """Train one task vector into `job.out_dir/vector.safetensors`, resuming from the checkpoint there.
+
+    An interruption (any exception, Ctrl-C included) leaves the last checkpoint for the next call and θ0
+    in the module."""
+    if len(inputs) == 0:
+        raise TaskarithError(f"task {job.task!r}: the training split is empty")
+    selection = select(model.net, job.paradigm.preset)
+    base_hash = model.fingerprint(selection.names)
+    examples = _examples(model, inputs, labels, head)
     # measured from before the trainable copies and optimizer exist: all of the fine-tune's own memory
-    with peak_memory(device) as memory:
-        trainable = Trainable(family, paradigm, cfg.decay_toward)
+    with peak_memory(model.device) as memory:
+        trainable = Trainable(model, job.paradigm, job.train.decay_toward)
         try:
-            optimizer, scheduler = make_optimizer(trainable, cfg)
-            torch.manual_seed(cfg.seed)
-            step = 0
-            if ckpt.exists():
-                step = load_checkpoint(ckpt, trainable=trainable.tensors, optimizer=optimizer,
-                                       scheduler=scheduler, fingerprint=run_id)
-            step, timing = _train_loop(trainable, texts, labels_t, head, optimizer, scheduler, cfg, ckpt, run_id,
-                                       step, task, progress, stop_after, device, memory)
-            if step < cfg.steps:
-                return None
+            session = _start(trainable, job, _run_fingerprint(job, base_hash, len(inputs)))
+            timing = _train_loop(session, examples, memory)
             tensors = trainable.delta()
-            _check_finite(tensors, task, paradigm.name, step - 1, ckpt)
+            _check_finite(tensors, job, session.step - 1)
         finally:
-            trainable.close(restore)
+            trainable.close()
     timing.update(peak_memory_bytes=memory.peak, memory_increase_bytes=memory.increase, memory_kind=memory.kind)
-    meta = {
-        "base_model": family.model_id,
+    vector = TaskVector(tensors, _vector_meta(model, job, base_hash, selection, timing))
+    vector.save(job.out_dir / "vector.safetensors")
+    job.checkpoint.unlink(missing_ok=True)
+    return vector
+
+
+def _examples(model: Model, inputs: Sequence, labels: Sequence[int], head: torch.Tensor) -> _Examples:
+    lengths = [len(t) for t in inputs] if all(isinstance(t, str) for t in inputs) else None
+    return _Examples(inputs, torch.as_tensor(list(labels), dtype=torch.long), head.to(model.device), lengths)
+
+
+def _start(trainable: Trainable, job: TrainingJob, run_id: str) -> _Session:
+    """A fresh optimizer and schedule under the job's seed, or the checkpoint's state and step where one exists."""
+    optimizer, scheduler = make_optimizer(trainable, job.train)
+    torch.manual_seed(job.train.seed)
+    session = _Session(job, trainable, optimizer, scheduler, run_id)
+    if job.checkpoint.exists():
+        session.step = load_checkpoint(job.checkpoint, trainable=trainable.tensors, optimizer=optimizer,
+                                       scheduler=scheduler, fingerprint=run_id)
+    return session
+
+
+def _vector_meta(model: Model, job: TrainingJob, base_hash: str, selection: Selection, timing: dict) -> dict:
+    return {
+        "base_model": model.model_id,
         "base_hash": base_hash,
-        "paradigm": paradigm.name,
-        "preset": paradigm.preset,
-        "task": task,
+        "paradigm": job.paradigm.name,
+        "preset": job.paradigm.preset,
+        "task": job.task,
         "selection": {k: v for k, v in selection.record().items() if k != "names"},
-        "train_config": cfg.model_dump(),
+        "train_config": job.train.model_dump(),
         "training": timing,
         "taskarith_version": __version__,
     }
-    vector = TaskVector(tensors, meta)
-    vector.save(out_dir / "vector.safetensors")
-    ckpt.unlink(missing_ok=True)
-    return vector
 
 
 def _kept(ckpt: Path) -> str:
     return f"the last good checkpoint is kept at {ckpt}" if ckpt.exists() else "no checkpoint was kept"
 
 
-def _check_finite(tensors: dict[str, torch.Tensor], task: str, name: str, step: int, ckpt: Path) -> None:
+def _check_finite(tensors: dict[str, torch.Tensor], job: TrainingJob, step: int) -> None:
     """An overflow in the update (easy in float16) leaves the loss finite until the next step; checked
     before saving, so a checkpoint or vector never holds NaN or Inf."""
     bad = next((n for n, t in tensors.items() if not torch.isfinite(t).all()), None)
     if bad is not None:
-        raise TaskarithError(f"task {task!r}, {name}: parameter {bad!r} became NaN or Inf at step {step}; "
-                             f"{_kept(ckpt)}; lower train.lr")
+        raise TaskarithError(f"task {job.task!r}, {job.paradigm.name}: parameter {bad!r} became NaN or Inf at "
+                             f"step {step}; {_kept(job.checkpoint)}; lower train.lr")
 
 
-def _train_loop(trainable: Trainable, texts, labels, head, optimizer, scheduler, cfg: TrainConfig, ckpt: Path,
-                run_id: str, step: int, task: str, progress: bool, stop_after: int | None,
-                device, memory) -> tuple[int, dict]:
-    family, name = trainable.family, trainable.paradigm.name
-    lengths = [len(t) for t in texts] if all(isinstance(t, str) for t in texts) else None
-    start_step, started = step, time.perf_counter()
-    first_step_end = None
+def _train_loop(session: _Session, examples: _Examples, memory) -> dict:
+    """Steps from `session.step` to train.steps, a checkpoint every train.checkpoint_every; this call's timing."""
+    job, cfg = session.job, session.job.train
+    start, started, first_step_end = session.step, time.perf_counter(), None
     # the bar closes on errors too, or a later bar in this process is drawn below a dead one
-    with _progress(cfg.steps, step, f"{task}/{name}", progress) as bar:
-        while step < cfg.steps and (stop_after is None or step - start_step < stop_after):
-            idx = batch_indices(len(texts), cfg.batch_size, cfg.seed, step, lengths)
-            batch = family.to_device(family.collate([texts[i] for i in idx]))
-            loss = training_step(trainable, head, batch, labels[idx].to(device), optimizer, scheduler,
-                                 cfg.grad_clip, cfg.weight_decay)
-            if not torch.isfinite(loss):
-                raise TaskarithError(f"task {task!r}, {name}: loss became {loss.item()} at step {step}; "
-                                     f"{_kept(ckpt)}; lower train.lr")
-            step += 1
-            if first_step_end is None:
-                first_step_end = time.perf_counter()
+    with _progress(cfg.steps, start, f"{job.task}/{job.paradigm.name}", job.progress) as bar:
+        while session.step < cfg.steps:
+            loss, size = _step(session, examples)
+            first_step_end = first_step_end or time.perf_counter()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}",
-                            ex_per_s=f"{(step - start_step) * len(idx) / (time.perf_counter() - started):.1f}")
+            rate = (session.step - start) * size / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss.item():.4f}", ex_per_s=f"{rate:.1f}")
             memory.sample()
-            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                _check_finite(trainable.tensors, task, name, step - 1, ckpt)
-                save_checkpoint(ckpt, step=step, trainable=trainable.tensors, optimizer=optimizer,
-                                scheduler=scheduler, fingerprint=run_id)
+            if session.step % cfg.checkpoint_every == 0 and session.step < cfg.steps:
+                _check_finite(session.trainable.tensors, job, session.step - 1)
+                save_checkpoint(job.checkpoint, step=session.step, trainable=session.trainable.tensors,
+                                optimizer=session.optimizer, scheduler=session.scheduler, fingerprint=session.run_id)
+    return _timing(session.step - start, started, first_step_end)
+
+
+def _step(session: _Session, examples: _Examples) -> tuple[torch.Tensor, int]:
+    """The optimizer step of `session.step`, which it advances; the loss and the batch size."""
+    job, cfg, model = session.job, session.job.train, session.trainable.model
+    idx = batch_indices(len(examples.inputs), cfg.batch_size, cfg.seed, session.step, examples.lengths)
+    batch = model.to_device(model.collate([examples.inputs[i] for i in idx]))
+    loss = training_step(session.trainable, examples.head, batch, examples.labels[idx].to(model.device),
+                         session.optimizer, session.scheduler, cfg.grad_clip, cfg.weight_decay)
+    if not torch.isfinite(loss):
+        raise TaskarithError(f"task {job.task!r}, {job.paradigm.name}: loss became {loss.item()} at step "
+                             f"{session.step}; {_kept(job.checkpoint)}; lower train.lr")
+    session.step += 1
+    return loss, len(idx)
+
+
+def _timing(done: int, started: float, first_step_end: float | None) -> dict:
+    """Seconds of this call; per step, the steady rate after the first step (which also allocates)."""
     total = time.perf_counter() - started
-    done = step - start_step
-    steady = (time.perf_counter() - first_step_end) / (done - 1) if first_step_end and done > 1 else (
-        total / done if done else math.nan)
-    timing = {
-        "steps_this_session": done,
-        "seconds": total,
-        "seconds_per_step": steady,
-    }
-    return step, timing
+    if first_step_end is not None and done > 1:
+        steady = (time.perf_counter() - first_step_end) / (done - 1)
+    else:
+        steady = total / done if done else math.nan
+    return {"steps_this_session": done, "seconds": total, "seconds_per_step": steady}

@@ -1,6 +1,7 @@
-"""Merge rules that task arithmetic is compared against, as small pure functions over task vectors."""
+"""Merge rules that task arithmetic is compared against: pure functions over task vectors, and their registry."""
 
-from .rules import MERGE_RULES, dare, magnitude_prune, merge_vectors, random_prune, sign_elect, task_arithmetic, ties
+from .methods import MERGE_METHODS, MergeMethod, merge_method, merge_vectors
+from .rules import dare, dare_ties, magnitude_prune, random_prune, sign_elect, task_arithmetic, ties
 
-__all__ = ["MERGE_RULES", "merge_vectors", "task_arithmetic", "ties", "dare", "magnitude_prune", "random_prune",
-           "sign_elect"]
+__all__ = ["MERGE_METHODS", "MergeMethod", "merge_method", "merge_vectors", "task_arithmetic", "ties", "dare",
+           "dare_ties", "magnitude_prune", "random_prune", "sign_elect"]

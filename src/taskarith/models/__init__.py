@@ -1,11 +1,11 @@
-"""Model families behind one interface (see base.Family)."""
+"""Model families behind one interface (see base.Model)."""
 
 from __future__ import annotations
 
 import inspect
 from typing import TYPE_CHECKING
 
-from .base import Batch, Family
+from .base import Batch, Model
 from .clip import ClipVision
 from .t5 import T5TextToText
 from .text_encoder import EMBEDDED_MODEL, TextEncoder
@@ -34,7 +34,7 @@ def resolve_device(device: str):
     return dev
 
 
-def load_family(family: str, model: str, *, device: str = "auto", **kwargs) -> Family:
+def load_family(family: str, model: str, *, device: str = "auto", **kwargs) -> Model:
     """Load a family's model by name and move it to `device`."""
     from ..errors import TaskarithError
 
@@ -46,16 +46,16 @@ def load_family(family: str, model: str, *, device: str = "auto", **kwargs) -> F
     return loaded
 
 
-def load_model(cfg: "ModelConfig") -> Family:
+def load_model(cfg: "ModelConfig") -> Model:
     """The model a config's `model` section names, with the options its family takes."""
     options = {"max_length": cfg.max_length, "trust_pickle": cfg.trust_pickle, "tokenizer": cfg.tokenizer}
     cls = FAMILIES.get(cfg.family)
     accepted = inspect.signature(cls).parameters if cls else options  # an unknown family fails in load_family
-    family = load_family(cfg.family, cfg.name, device=cfg.device,
-                         **{k: v for k, v in options.items() if k in accepted})
-    family.precision = cfg.precision
-    return family
+    model = load_family(cfg.family, cfg.name, device=cfg.device,
+                        **{k: v for k, v in options.items() if k in accepted})
+    model.precision = cfg.precision
+    return model
 
 
-__all__ = ["Batch", "Family", "EMBEDDED_MODEL", "TextEncoder", "ClipVision", "T5TextToText", "FAMILIES",
+__all__ = ["Batch", "Model", "EMBEDDED_MODEL", "TextEncoder", "ClipVision", "T5TextToText", "FAMILIES",
            "load_family", "load_model", "resolve_device"]

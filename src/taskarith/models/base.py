@@ -19,7 +19,7 @@ from torch.func import functional_call
 Batch = dict[str, torch.Tensor]
 
 
-class Family(ABC):
+class Model(ABC):
     """A pre-trained model behind one small interface."""
 
     model_id: str

@@ -13,50 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import TaskarithError
-from .base import Batch, Family
+from .base import Batch, Model
+from .images import to_rgb
+from .loading import expand_name, load_pretrained
 from .openclip_convert import CHECKPOINT_SUFFIXES, load_openclip
-from .text_encoder import _load_pretrained
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _PROMPT_BATCH = 256
-
-
-def expand_name(name: str) -> str:
-    """A model name with ~ and $VARS expanded when that names something on disk; hub ids pass unchanged."""
-    expanded = os.path.expandvars(os.path.expanduser(name))
-    return expanded if os.path.exists(expanded) else name
-
-
-def _pil():
-    try:
-        from PIL import Image
-    except ImportError as e:
-        raise TaskarithError("image inputs need Pillow: pip install 'taskarith[vision]'") from e
-    return Image
-
-
-def to_rgb(item: Any):
-    """One image as an RGB PIL image: a file path, a PIL image, or a uint8 array (H×W, H×W×1, ×3 or ×4)."""
-    Image = _pil()
-    if isinstance(item, (str, os.PathLike)):
-        try:
-            with Image.open(item) as im:
-                return im.convert("RGB")
-        except (OSError, ValueError) as e:
-            raise TaskarithError(f"{item}: not a readable image ({e})") from e
-    if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    if isinstance(item, np.ndarray):
-        if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3, 4)):
-            raise TaskarithError(f"image array of dtype {item.dtype} and shape {item.shape}: expected uint8 "
-                                 f"H×W or H×W×{{1,3,4}}")
-        return Image.fromarray(item[..., 0] if item.ndim == 3 and item.shape[2] == 1 else item).convert("RGB")
-    raise TaskarithError(f"image input of type {type(item).__name__}: expected a path, a PIL image or a uint8 array")
 
 
 def image_processor_class():
@@ -88,8 +54,8 @@ def _with_projection(config, sub):
     return sub
 
 
-class ClipVision(Family):
-    """HF CLIP behind the Family interface; images go in as paths, PIL images or uint8 arrays."""
+class ClipVision(Model):
+    """HF CLIP behind the Model interface; images go in as paths, PIL images or uint8 arrays."""
 
     def __init__(self, model: str, *, max_length: int = 77, trust_pickle: bool = False,
                  tokenizer: str | None = None, dtype: torch.dtype = torch.float32):
@@ -105,7 +71,7 @@ class ClipVision(Family):
         from transformers import (AutoTokenizer, CLIPConfig, CLIPTextModelWithProjection,
                                   CLIPVisionModelWithProjection)
 
-        config = _load_pretrained(CLIPConfig, path, "CLIP config")
+        config = load_pretrained(CLIPConfig, path, "CLIP config")
         if getattr(config, "model_type", None) != "clip":
             raise TaskarithError(f"{path}: model type {config.model_type!r} is not CLIP")
         vision_config = _with_projection(config, config.vision_config)
@@ -113,15 +79,15 @@ class ClipVision(Family):
         # eager attention: torch.func.jvp does not run through SDPA on CPU; pickled weights only when trusted
         safe = None if trust_pickle else True
         with _quiet_loading():
-            self.net = _load_pretrained(CLIPVisionModelWithProjection, path, "vision tower", config=vision_config,
+            self.net = load_pretrained(CLIPVisionModelWithProjection, path, "vision tower", config=vision_config,
                                         attn_implementation="eager", dtype=dtype, use_safetensors=safe)
-        self.processor = _load_pretrained(image_processor_class(), path, "image processor")
+        self.processor = load_pretrained(image_processor_class(), path, "image processor")
 
         def text():
             with _quiet_loading():
-                tower = _load_pretrained(CLIPTextModelWithProjection, path, "text tower", config=text_config,
+                tower = load_pretrained(CLIPTextModelWithProjection, path, "text tower", config=text_config,
                                          attn_implementation="eager", dtype=dtype, use_safetensors=safe)
-            return tower, _load_pretrained(AutoTokenizer, path, "tokenizer")
+            return tower, load_pretrained(AutoTokenizer, path, "tokenizer")
 
         self._text = text
 
@@ -138,7 +104,7 @@ class ClipVision(Family):
         source = expand_name(tokenizer) if tokenizer else str(path.parent)
 
         def text():
-            tok = _load_pretrained(AutoTokenizer, source, "CLIP tokenizer (set model.tokenizer to an HF CLIP "
+            tok = load_pretrained(AutoTokenizer, source, "CLIP tokenizer (set model.tokenizer to an HF CLIP "
                                                           "folder or cached id)")
             clip = load_openclip(path, trust_pickle=trust_pickle, dtype=dtype, eos_token_id=tok.eos_token_id)
             return text_tower(clip), tok

@@ -13,7 +13,7 @@ from ..atomic import save_safetensors
 from ..errors import TaskarithError
 from ..fetch import cache_dir
 from ..tensor_files import read_safetensors
-from .base import Family
+from .base import Model
 
 _memory: dict[str, torch.Tensor] = {}
 
@@ -23,10 +23,10 @@ def head_key(model_hash: str, class_names: Sequence[str], templates: Sequence[st
     return hashlib.sha256(record.encode()).hexdigest()[:32]
 
 
-def zero_shot_head(family: Family, class_names: Sequence[str], templates: Sequence[str],
+def zero_shot_head(model: Model, class_names: Sequence[str], templates: Sequence[str],
                    folder: Path | None = None) -> torch.Tensor:
     """The frozen head for these classes; a change of model, classes or templates gives a new key."""
-    key = head_key(family.fingerprint(), class_names, templates, type(family).__name__)
+    key = head_key(model.fingerprint(), class_names, templates, type(model).__name__)
     if key in _memory:
         return _memory[key]
     path = (folder or cache_dir() / "heads") / f"{key}.safetensors"
@@ -37,7 +37,7 @@ def zero_shot_head(family: Family, class_names: Sequence[str], templates: Sequen
         except (TaskarithError, KeyError):
             head = None  # a damaged cache entry is recomputed, never trusted
     if head is None:
-        head = family.zero_shot_head(class_names, templates)
+        head = model.zero_shot_head(class_names, templates)
         save_safetensors(path, {"head": head}, {"classes": json.dumps(list(class_names))})
     _memory[key] = head
     return head

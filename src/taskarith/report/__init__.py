@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 from ..atomic import write_text
-from ..errors import TaskarithError, clip
-from ..safety import read_regular
+from ..errors import TaskarithError
+from ..safety import parse_json, read_text
 
 SUPPORTED_SCHEMA = 1  # the "schema" of docs/results-schema.md this report understands
 
@@ -18,22 +17,8 @@ __all__ = ["load_results", "write_report"]
 def load_results(path: str | Path) -> dict:
     """The results dict of a run, or a TaskarithError naming the file and what is wrong with it."""
     path = Path(path)
-    try:
-        text = read_regular(path).decode("utf-8")
-    except FileNotFoundError:
-        raise TaskarithError(f"{path}: not found; run `taskarith run` first") from None
-    except UnicodeDecodeError as e:
-        raise TaskarithError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        results = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TaskarithError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
-    except RecursionError:  # the parser recurses once per nesting level
-        raise TaskarithError(f"{path}: JSON nested too deeply") from None
-    except ValueError as e:  # an integer of over 4,300 digits
-        raise TaskarithError(f"{path}: invalid JSON ({clip(str(e))})") from None
+    text = read_text(path, missing="not found; run `taskarith run` first")
+    results = parse_json(text, str(path), problem="invalid JSON")
     if not isinstance(results, dict):
         raise TaskarithError(f"{path}: expected a JSON object at the top level")
     schema = results.get("schema")

@@ -19,21 +19,21 @@ from matplotlib.ticker import PercentFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
+from ..paradigms import PARADIGMS, Paradigm  # noqa: E402
 from .tables import disentangle_paradigms, kernel_model_accuracy, label, paradigm_names  # noqa: E402
 
 DPI = 150
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
          "xtick.labelsize": 10, "ytick.labelsize": 10, "figure.titlesize": 13}
-MARKERS = {"nonlinear": "o", "linear": "s", "attention": "^"}
-COLORS = {"nonlinear": "tab:blue", "linear": "tab:orange", "attention": "tab:green"}
+UNKNOWN = Paradigm("", "", linear=False, preset="")  # a paradigm no longer registered: the default style
 
 
 def _marker(paradigm: str) -> str:
-    return MARKERS.get(paradigm, "D")
+    return PARADIGMS.get(paradigm, UNKNOWN).marker
 
 
 def _color(paradigm: str) -> str:
-    return COLORS.get(paradigm, "tab:purple")
+    return PARADIGMS.get(paradigm, UNKNOWN).color
 
 
 @contextlib.contextmanager

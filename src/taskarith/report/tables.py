@@ -11,8 +11,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-PARADIGM_ORDER = ("nonlinear", "linear", "attention")
-LABELS = {"nonlinear": "Non-linear", "linear": "NTK linearization", "attention": "Attention-only"}
+from ..merge.methods import BASELINE, MERGE_METHODS
+from ..paradigms import PARADIGMS
+
 DASH = "—"
 MIB = 2**20
 
@@ -61,13 +62,14 @@ def seed_keys(results: Mapping) -> list[str]:
 
 
 def paradigm_names(paradigms: Mapping) -> list[str]:
-    """Known paradigms in the paper's order, then any others in file order."""
-    known = [p for p in PARADIGM_ORDER if p in paradigms]
-    return known + [p for p in paradigms if p not in PARADIGM_ORDER]
+    """Known paradigms in the registry's (the paper's) order, then any others in file order."""
+    known = [p for p in PARADIGMS if p in paradigms]
+    return known + [p for p in paradigms if p not in PARADIGMS]
 
 
 def label(name: str, entry: Mapping | None = None) -> str:
-    return LABELS.get(name) or (entry or {}).get("label") or name
+    known = PARADIGMS.get(name)
+    return known.label if known else (entry or {}).get("label") or name
 
 
 def task_names(results: Mapping) -> list[str]:
@@ -89,7 +91,8 @@ def addition_table(results: Mapping) -> str:
     return table(["Method", "Absolute (%)", "Normalized (%)", "α chosen"], rows)
 
 
-MERGE_LABELS = {"ties": "TIES", "dare": "DARE", "dare_ties": "DARE + TIES"}
+def merge_label(name: str) -> str:
+    return MERGE_METHODS[name].label if name in MERGE_METHODS else name
 
 
 def has_merges(results: Mapping) -> bool:
@@ -103,8 +106,8 @@ def merges_table(results: Mapping) -> str:
     for name in paradigm_names(results["paradigms"]):
         entry = results["paradigms"][name]
         seeds = [entry["seeds"][s] for s in seed_keys(results)]
-        rules = [("Task arithmetic", entry["summary"], [r["addition"]["alpha"] for r in seeds])]
-        rules += [(MERGE_LABELS.get(rule, rule), summary, [r["merges"][rule]["alpha"] for r in seeds])
+        rules = [(merge_label(BASELINE), entry["summary"], [r["addition"]["alpha"] for r in seeds])]
+        rules += [(merge_label(rule), summary, [r["merges"][rule]["alpha"] for r in seeds])
                   for rule, summary in entry["summary"].get("merges", {}).items()]
         rows += [[label(name, entry), rule, stat(summary["absolute"], several), stat(summary["normalized"], several),
                   alpha_list(alphas)] for rule, summary, alphas in rules]

@@ -13,6 +13,9 @@ from typing import Mapping
 
 import numpy as np
 
+from .experiment import Experiment
+from .training import Unit, trained_vector
+
 
 def choose_lr(validation: Mapping[float, float], default: float) -> float:
     """The rate with the best validation score; a tie keeps `default`, else goes to the smallest tied rate."""
@@ -21,7 +24,7 @@ def choose_lr(validation: Mapping[float, float], default: float) -> float:
     return default if default in tied else tied[0]
 
 
-def search_learning_rates(exp, log=print) -> dict:
+def search_learning_rates(exp: Experiment) -> dict:
     """{paradigm: {"validation": {rate: mean individual validation accuracy}, "chosen": rate}}."""
     out = {}
     for paradigm in exp.cfg.paradigms:
@@ -29,11 +32,11 @@ def search_learning_rates(exp, log=print) -> dict:
         for lr in exp.cfg.lr_search:
             scores = []
             for t in exp.tasks:
-                tv = exp.vector(0, paradigm, t, lr=lr)
+                tv = trained_vector(exp, Unit(0, paradigm, t, lr=lr))
                 scores.append(float(exp.scores([tv], [[1.0]], [(t, "val")])[(t, "val")][0]))
             validation[lr] = float(np.mean(scores))
-            log(f"lr search: {paradigm} at {lr:g}: mean individual validation accuracy {validation[lr]:.1%}")
+            exp.log(f"lr search: {paradigm} at {lr:g}: mean individual validation accuracy {validation[lr]:.1%}")
         chosen = choose_lr(validation, exp.cfg.train.lr)
-        log(f"lr search: {paradigm} trains at {chosen:g}")
+        exp.log(f"lr search: {paradigm} trains at {chosen:g}")
         out[paradigm] = {"validation": {f"{lr:g}": v for lr, v in validation.items()}, "chosen": chosen}
     return out

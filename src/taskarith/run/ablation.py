@@ -1,0 +1,33 @@
+"""Which parameters to fine-tune (the paper's Table 5): every task fine-tuned in place with each preset,
+then merged and evaluated exactly like a paradigm of the run."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from ..finetune.selection import select
+from ..paradigms import PARADIGMS
+from .experiment import Experiment
+from .stages import run_entry
+from .training import Unit
+
+
+def preset_unit(seed: int, task: str, preset: str) -> Unit:
+    """τ trained in place with `preset`; a paradigm of the run that trains exactly that preset is reused."""
+    for name in ("attention", "nonlinear"):
+        if PARADIGMS[name].preset == preset:
+            return Unit(seed, name, task)
+    return Unit(seed, "attention", task, preset=preset)
+
+
+def ablation(exp: Experiment, presets: Sequence[str], pretrained: Mapping, seed: int = 0) -> dict:
+    """{preset: entry shaped like a paradigm entry of results.json}, for one seed."""
+    for preset in presets:  # a bad preset fails here, before any training
+        select(exp.model.net, preset)
+    out = {}
+    for preset in presets:
+        exp.log(f"ablation: fine-tuning {len(exp.tasks)} task(s) with preset {preset}")
+        out[preset] = run_entry(exp, {"label": preset, "preset": preset},
+                                lambda s, preset=preset: [preset_unit(s, t, preset) for t in exp.tasks],
+                                [seed], pretrained, f"ablation {preset}").record
+    return out

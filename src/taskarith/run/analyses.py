@@ -1,0 +1,115 @@
+"""The analysis stages: each computes one analysis of the config over the run's first-seed vectors and leaves
+its artifact under stages/analysis/ (the non-linear advantage, a subtraction of two summaries, needs none).
+`run_analyses` is the one place that decides what runs; the stage functions also serve `taskarith analyze`."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from ..analysis.advantage import nonlinear_advantage
+from ..analysis.disentangle import disentangle, pair_key, sample_evalset
+from ..analysis.efficiency import efficiency
+from ..analysis.kernel import kernel_test
+from ..analysis.similarity import similarity
+from ..errors import TaskarithError
+from ..paradigms import PARADIGMS
+from ..vectors import TaskVector
+from .ablation import ablation
+from .artifacts import run_stage, stage_inputs
+from .experiment import Experiment
+
+FirstSeed = Mapping[str, Mapping[str, TaskVector]]  # paradigm -> task -> τ
+VectorFiles = Mapping[str, Mapping[str, str]]  # paradigm -> task -> vector file, relative to the run folder
+
+
+def resolve_pair(exp: Experiment, pair: Sequence[str]) -> tuple[str, str]:
+    """A pair of the run's tasks, each given by its name or by its entry in data.tasks."""
+    by_entry = {entry: name for name, entry in exp.sources.items()}
+    names = []
+    for task in pair:
+        name = task if task in exp.tasks else by_entry.get(task)
+        if name is None:
+            raise TaskarithError(f"disentanglement pair {'+'.join(pair)}: task {task!r} is not a task of this run "
+                                 f"({', '.join(exp.tasks)})")
+        names.append(name)
+    if len(names) != 2 or names[0] == names[1]:
+        raise TaskarithError(f"disentanglement pair {'+'.join(pair)}: expected two different tasks")
+    return names[0], names[1]
+
+
+def _inputs(exp: Experiment, files: VectorFiles, **extra) -> dict:
+    return stage_inputs(exp, {f"{p}/{t}": path for p, tasks in files.items() for t, path in tasks.items()},
+                        **extra)
+
+
+def similarity_stage(exp: Experiment, first: FirstSeed, files: VectorFiles) -> dict:
+    return run_stage(exp, "analysis/similarity", _inputs(exp, files),
+                     lambda: {p: similarity(dict(v)) for p, v in first.items()})
+
+
+def efficiency_stage(exp: Experiment, first: FirstSeed, files: VectorFiles) -> dict:
+    return run_stage(exp, "analysis/efficiency", _inputs(exp, files),
+                     lambda: {p: efficiency(dict(v), {t: exp.run_dir / files[p][t] for t in v})
+                              for p, v in first.items()})
+
+
+def kernel_stage(exp: Experiment, first: FirstSeed, files: VectorFiles,
+                 individual: Mapping[str, Mapping[str, float]] | None = None) -> dict:
+    """The kernel test for every paradigm trained in place; `individual` maps a paradigm to its first seed's
+    individual test accuracies, reused when given."""
+    def compute() -> dict:
+        out = {}
+        for paradigm in (p for p in PARADIGMS if p in first and not PARADIGMS[p].linear):
+            exp.log(f"kernel test: {paradigm}")
+            tests = {t: exp.evalsets[t]["test"] for t in first[paradigm]}
+            out[paradigm] = kernel_test(exp.model, first[paradigm], tests, exp.heads,
+                                        (individual or {}).get(paradigm))
+        return out
+
+    return run_stage(exp, "analysis/kernel", _inputs(exp, files), compute)
+
+
+def disentangle_stage(exp: Experiment, first: FirstSeed, files: VectorFiles, pairs: Sequence[tuple[str, str]], *,
+                      grid_points: int, span: float, points: int) -> dict:
+    """ξ of each pair on a seeded sample of `points` test examples per task."""
+    out = {}
+    for pair in pairs:
+        def compute(pair: tuple[str, str] = pair) -> dict:
+            data = exp.data(0)
+            evalsets = [sample_evalset(exp.model, data[t].test, points, exp.cfg.eval.batch_size) for t in pair]
+            vectors = {p: [v[t] for t in pair] for p, v in first.items()}
+            return disentangle(exp.model, vectors, pair, evalsets, [exp.heads[t] for t in pair],
+                               grid_points=grid_points, span=span, log=exp.log)
+
+        inputs = _inputs(exp, files, grid=grid_points, span=span, points=points)
+        out[pair_key(pair)] = run_stage(exp, f"analysis/disentangle/{pair_key(pair)}", inputs, compute)
+    return out
+
+
+def run_analyses(exp: Experiment, first: FirstSeed, paradigms: Mapping[str, dict], pretrained: Mapping) -> dict:
+    """Every analysis the config switches on, over the first seed's vectors of each paradigm."""
+    cfg = exp.cfg.analysis
+    pairs = [resolve_pair(exp, pair) for pair in cfg.disentangle_pairs]  # a typo fails before any work
+    files = {p: paradigms[p]["seeds"]["0"]["vectors"] for p in first}
+    out: dict = {}
+    if cfg.similarity and len(exp.tasks) > 1:
+        exp.log("analysis: task-vector similarity")
+        out["similarity"] = similarity_stage(exp, first, files)
+    if cfg.efficiency:
+        exp.log("analysis: efficiency")
+        out["efficiency"] = efficiency_stage(exp, first, files)
+    if "nonlinear" in paradigms:
+        exp.log("analysis: non-linear advantage")
+        out["advantage"] = nonlinear_advantage(paradigms)
+    if cfg.kernel:
+        exp.log("analysis: kernel behaviour")
+        individual = {p: paradigms[p]["seeds"]["0"]["individual"]["test"] for p in first}
+        out["kernel"] = kernel_stage(exp, first, files, individual)
+    if pairs:
+        exp.log(f"analysis: weight disentanglement of {', '.join(pair_key(p) for p in pairs)}")
+        out["disentangle"] = disentangle_stage(exp, first, files, pairs, grid_points=cfg.disentangle_grid,
+                                               span=cfg.disentangle_range, points=cfg.disentangle_points)
+    if cfg.ablation:
+        exp.log(f"analysis: ablation of {', '.join(cfg.ablation)}")
+        out["ablation"] = ablation(exp, cfg.ablation, pretrained)
+    return out

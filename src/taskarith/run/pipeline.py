@@ -1,0 +1,91 @@
+"""`taskarith run`: config → data and model → fine-tune → task vectors → merge and evaluate → analyses →
+results.json, as a sequence of stages over one shared Experiment. The report is drawn from results.json alone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..atomic import remove_temp_files, write_json
+from ..config import ExperimentConfig
+from ..errors import TaskarithError, quote
+from ..finetune.selection import select
+from ..lock import run_lock
+from ..merge.methods import BASELINE, MERGE_METHODS
+from ..paradigms import PARADIGMS
+from .analyses import resolve_pair, run_analyses
+from .experiment import Experiment, Log
+from .lr_search import search_learning_rates
+from .results import results_record
+from .stages import Entry, run_entry
+from .training import Unit
+
+
+def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None,
+                   progress: bool = True, log: Log = print) -> Path:
+    """Run everything the config asks for and write results.json; returns its path."""
+    started = time.perf_counter()
+    check_merges(cfg.eval.merges)  # before the run folder or the model: a typo costs nothing
+    with run_lock(run_dir):
+        remove_temp_files(run_dir)  # left by writes of a killed run; the lock says no writer is active
+        exp = Experiment(cfg, Path(run_dir), progress=progress, log=log)
+        return run_stages(exp, seeds or cfg.seeds, started)
+
+
+def check_merges(names: list[str]) -> None:
+    """eval.merges names registered methods other than the plain sum, which every run scores anyway."""
+    others = [m for m in MERGE_METHODS if m != BASELINE]
+    for name in names:
+        if name not in others:
+            raise TaskarithError(f"eval.merges: {quote(name)} is not a method to compare with the plain sum; "
+                                 f"expected one of {', '.join(others)}")
+
+
+def check_plan(exp: Experiment) -> None:
+    """What the config names beyond its own types, checked before any fine-tuning: a typo fails at once."""
+    cfg = exp.cfg
+    for pair in cfg.analysis.disentangle_pairs:
+        resolve_pair(exp, pair)
+    for preset in cfg.analysis.ablation:
+        select(exp.model.net, preset)
+    control = cfg.eval.negation_control
+    if control is not None and control not in exp.tasks:
+        raise TaskarithError(f"eval.negation_control = {control!r}: not a task of this run; expected one of "
+                             f"{', '.join(exp.tasks)}")
+
+
+def run_stages(exp: Experiment, seeds: int, started: float) -> Path:
+    """Every stage in order; `started` is when the run began (perf_counter), for its total time."""
+    cfg = exp.cfg
+    check_plan(exp)
+    exp.log(f"model {cfg.model.name}; tasks {', '.join(exp.tasks)}; paradigms {', '.join(cfg.paradigms)}; "
+            f"{seeds} seed(s)")
+    pretrained = exp.pretrained()
+    timings: dict = {"finetune_seconds": 0.0, "evaluate_seconds": 0.0,
+                     "per_seed": {str(s): {"finetune_seconds": 0.0, "evaluate_seconds": 0.0} for s in range(seeds)}}
+    lr_search, rates = None, {p: cfg.train.lr for p in cfg.paradigms}
+    if cfg.lr_search:
+        searched = time.perf_counter()
+        lr_search = search_learning_rates(exp)  # seed 0's vectors at each chosen rate are cached
+        rates = {p: lr_search[p]["chosen"] for p in cfg.paradigms}
+        timings["lr_search_seconds"] = time.perf_counter() - searched
+    entries: dict[str, Entry] = {}
+    for name in cfg.paradigms:
+        paradigm = PARADIGMS[name]
+        record = {"label": paradigm.label, "preset": paradigm.preset, "lr": rates[name]}
+        entries[name] = run_entry(exp, record, lambda s, name=name: [Unit(s, name, t, lr=rates[name])
+                                                                       for t in exp.tasks],
+                                  range(seeds), pretrained, paradigm.label)
+        for seed, run in entries[name].runs.items():
+            for bucket in (timings, timings["per_seed"][str(seed)]):
+                bucket["finetune_seconds"] += run.finetune_seconds
+                bucket["evaluate_seconds"] += run.evaluate_seconds
+    paradigms = {name: entry.record for name, entry in entries.items()}
+    analysed = time.perf_counter()
+    first = {name: entry.runs[0].vectors for name, entry in entries.items()}
+    analysis = run_analyses(exp, first, paradigms, pretrained)
+    timings["analysis_seconds"] = time.perf_counter() - analysed
+    timings["total_seconds"] = time.perf_counter() - started
+    path = exp.run_dir / "results.json"
+    write_json(path, results_record(exp, seeds, pretrained, paradigms, lr_search, analysis, timings))
+    return path

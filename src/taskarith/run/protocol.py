@@ -1,0 +1,101 @@
+"""The paper's evaluation protocol on a run's task vectors: each task's own model, task addition and the
+other merge methods with α chosen on validation and reported on test, and negation."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from ..evaluate import (absolute_accuracy, choose_alpha, choose_negation_alpha, normalized_accuracy,
+                        tied_alphas)
+from ..merge import merge_vectors
+from ..vectors import TaskVector
+from .experiment import SPLITS, Experiment
+
+
+def alpha_key(alpha: float) -> str:
+    return f"{alpha:g}"
+
+
+def individual_accuracy(exp: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str, dict[str, float]]:
+    """{split: {task: accuracy of θ0 + τ_task on its own task}}."""
+    individual: dict[str, dict[str, float]] = {split: {} for split in SPLITS}
+    for t in exp.tasks:
+        alone = exp.scores([vectors[t]], [[1.0]], [(t, "val"), (t, "test")])
+        for split in individual:
+            individual[split][t] = float(alone[(t, split)][0])
+    return individual
+
+
+def alpha_sweep(exp: Experiment, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
+                individual: Mapping[str, Mapping[str, float]]) -> dict:
+    """One merged model per α (combos[i] scales `vectors` for alphas[i]); α chosen on validation, reported
+    on test. With `eval.test_curve` off, test is scored at the chosen α only: the curve is validation's."""
+    alphas = exp.cfg.eval.alphas
+    splits = SPLITS if exp.cfg.eval.test_curve else ("val",)
+    swept = exp.scores(vectors, combos, [(t, split) for split in splits for t in exp.tasks])
+    curve = {}
+    for i, a in enumerate(alphas):
+        point = {}
+        for split in splits:
+            merged = {t: float(swept[(t, split)][i]) for t in exp.tasks}
+            point[f"{split}_abs"] = absolute_accuracy(merged)
+            point[f"{split}_norm"] = normalized_accuracy(merged, individual[split])
+        curve[alpha_key(a)] = point
+    val_scores = [curve[alpha_key(a)]["val_norm"] for a in alphas]
+    alpha = choose_alpha(alphas, val_scores)
+    i = alphas.index(alpha)
+    if exp.cfg.eval.test_curve:
+        test = {t: float(swept[(t, "test")][i]) for t in exp.tasks}
+    else:
+        chosen = exp.scores(vectors, [combos[i]], [(t, "test") for t in exp.tasks])
+        test = {t: float(chosen[(t, "test")][0]) for t in exp.tasks}
+    return {"alpha": alpha, "alpha_ties": tied_alphas(val_scores), "curve": curve, "test": test,
+            "absolute": absolute_accuracy(test), "normalized": normalized_accuracy(test, individual["test"])}
+
+
+def evaluate_vectors(exp: Experiment, vectors: Mapping[str, TaskVector]) -> dict:
+    """Individual accuracy, task addition (one α for the sum) and each of `eval.merges` (one α for the
+    merged vector)."""
+    alphas = exp.cfg.eval.alphas
+    individual = individual_accuracy(exp, vectors)
+    ordered = [vectors[t] for t in exp.tasks]
+    result = {"individual": individual,
+              "addition": alpha_sweep(exp, ordered, [[a] * len(ordered) for a in alphas], individual)}
+    if exp.cfg.eval.merges:
+        seed = ordered[0].meta.get("train_config", {}).get("seed", 0)
+        result["merges"] = {
+            rule: alpha_sweep(exp, [merge_vectors(ordered, rule, density=exp.cfg.eval.merge_density, seed=seed)],
+                              [[a] for a in alphas], individual)
+            for rule in exp.cfg.eval.merges}
+    return result
+
+
+def negation_control(exp: Experiment, target: str) -> str:
+    """The task whose accuracy must hold while `target` is negated: eval.negation_control, else the first other."""
+    control = exp.cfg.eval.negation_control
+    if control is None or control == target:
+        control = next(t for t in exp.tasks if t != target)
+    return control
+
+
+def negate(exp: Experiment, tv: TaskVector, target: str, pretrained: Mapping[str, Mapping[str, float]]) -> dict:
+    """Ilharco's protocol: θ0 − α τ; α lowers the target most while control keeps >= negation_keep of θ0's."""
+    control = negation_control(exp, target)
+    alphas = exp.cfg.eval.alphas
+    val = exp.scores([tv], [[-a] for a in alphas], [(target, "val"), (control, "val")])
+    alpha = choose_negation_alpha(alphas, val[(target, "val")], val[(control, "val")], pretrained["val"][control],
+                                  exp.cfg.eval.negation_keep)
+    test = exp.scores([tv], [[-alpha]], [(target, "test"), (control, "test")])
+    return {
+        "control_task": control,
+        "alpha": alpha,
+        "target": float(test[(target, "test")][0]),
+        "control": float(test[(control, "test")][0]),
+        "pretrained_target": pretrained["test"][target],
+        "pretrained_control": pretrained["test"][control],
+    }
+
+
+def negate_each(exp: Experiment, vectors: Mapping[str, TaskVector], pretrained: Mapping) -> dict:
+    """Every task negated in turn."""
+    return {t: negate(exp, vectors[t], t, pretrained) for t in exp.tasks}
