@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from .analyze_command import analyze_app
-from .errors import TaskarithError, one_line, printable
+from .errors import TaskarithError, one_line, printable, quote
 from .finetune.selection import PRESETS
 from .merge.methods import MERGE_METHODS
 from .paradigms import PARADIGMS
@@ -139,20 +139,54 @@ def finetune(
 @vector_app.command("merge")
 def vector_merge(
     paths: List[Path] = typer.Argument(..., help="Task vectors of one base and paradigm."),
-    rule: str = typer.Option("ties", help=" | ".join(MERGE_METHODS)),
+    method: str = typer.Option("ties", "--method", "--rule", help=" | ".join(MERGE_METHODS) + " (see `taskarith "
+                               "merges`; --rule is the old name)."),
+    weights: Optional[str] = typer.Option(None, help="One weight per vector, comma-separated, e.g. 1,0.5."),
     density: float = typer.Option(0.2, help="Share of entries TIES and DARE keep."),
     seed: int = typer.Option(0, help="Seed of DARE's random drops."),
+    majority_sign: str = typer.Option("total", help="How TIES elects each entry's sign: total (the summed values) "
+                                      "| frequency (the summed signs)."),
     out: Path = typer.Option(..., help="Where to write the merged task vector (.safetensors)."),
 ) -> None:
-    """Merge task vectors into one (apply it with one α like any task vector)."""
-    from .merge import merge_method, merge_vectors
+    """Merge task vectors into one with a data-free method (apply it with one α like any task vector)."""
+    from .merge import check_merge, merge_vectors
     from .vectors import TaskVector
 
-    merge_method(rule)  # a mistyped rule fails before the vectors are read
-    merged = merge_vectors([TaskVector.load(p) for p in paths], rule, density=density, seed=seed)
+    settings = {"density": density, "seed": seed, "weights": _weights(weights), "majority_sign_method": majority_sign}
+    check_merge(method, len(paths), **settings)  # a mistyped method or setting fails before the vectors are read
+    merged = merge_vectors([TaskVector.load(p) for p in paths], method, **settings)
     merged.save(out)
     _echo(f"{merged.meta['task']}: norm {merged.norm():.6g}")
     _echo(out)
+
+
+def _weights(text: Optional[str]) -> Optional[list[float]]:
+    """--weights 1,0.5 as numbers."""
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise TaskarithError(f"--weights takes comma-separated numbers, e.g. 1,0.5; got {quote(text)}") from None
+
+
+def _merge_lines(method) -> list[str]:
+    """One method as a short block within 100 columns: label and reference, inputs, paradigms, default grid."""
+    from .merge import NEEDS
+
+    grid = [f"{a:g}" for a in method.alphas]
+    return [f"{method.name}: {method.label} ({method.reference})", f"  needs: {NEEDS[method.needs]}",
+            f"  paradigms: {', '.join(method.paradigms)}",
+            *_wrap_items(f"  default α grid (canonical {method.scale:g}):", grid, width=100),
+            f"  settings: {', '.join(method.params) or 'none'}"]
+
+
+@app.command()
+def merges() -> None:
+    """List the merge methods with their references, the inputs they need, paradigms and default α grids."""
+    for method in MERGE_METHODS.values():
+        for line in _merge_lines(method):
+            _echo(line)
 
 
 @vector_app.command("info")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import QUOTE_LIMIT, TaskarithError, clip, quote
 from .paradigms import PARADIGMS
+from .safe_yaml import load_yaml
 from .safety import PLAIN_NAME_RULE, is_plain_name, read_regular
 
 MAX_SEEDS = 1000
@@ -68,6 +68,16 @@ class DataConfig(_Strict):
         return caps
 
 
+def _alpha_grid(alphas: list[float]) -> list[float]:
+    """A non-empty grid of α in [0, 4], sorted, each value once."""
+    bad = [a for a in alphas if not 0 <= a <= 4]
+    if bad:
+        raise ValueError(f"α values must lie in [0, 4], got {bad[0]}")
+    if not alphas:
+        raise ValueError("an α grid needs at least one value")
+    return sorted(set(alphas))
+
+
 def _default_alphas() -> list[float]:
     return [round(0.05 * i, 2) for i in range(21)]
 
@@ -83,14 +93,13 @@ class EvalConfig(_Strict):
     # merge methods compared with the plain sum, by their names in merge.MERGE_METHODS (checked by the run)
     merges: list[str] = Field(default_factory=list)
     merge_density: float = Field(0.2, gt=0, le=1)  # share of entries TIES and DARE keep
+    # a method's own α grid, replacing the registry's default for it
+    merge_alphas: dict[str, Annotated[list[float], AfterValidator(_alpha_grid)]] = Field(default_factory=dict)
 
     @field_validator("alphas")
     @classmethod
     def _alphas_in_range(cls, alphas: list[float]) -> list[float]:
-        bad = [a for a in alphas if not 0 <= a <= 4]
-        if bad:
-            raise ValueError(f"α values must lie in [0, 4], got {bad[0]}")
-        return sorted(set(alphas))
+        return _alpha_grid(alphas)
 
 
 class AnalysisConfig(_Strict):
@@ -151,42 +160,6 @@ class ExperimentConfig(_Strict):
         return name
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader without anchors and aliases: a few hundred bytes of nested aliases expand to gigabytes
-    ("billion laughs"), and a config has no need to repeat itself."""
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(
-                None, None, f"line {event.start_mark.line + 1}: anchors and aliases are not allowed",
-                event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node, deep=False):
-        # the last of two equal keys would win without a word
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"line {key_node.start_mark.line + 1}: duplicate key {quote(key)}", key_node.start_mark)
-            if isinstance(key, (str, int, float, bool)):
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-# YAML 1.1 reads 1e-4 (no dot) as a string; strict types would then refuse the usual way to write a rate
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
-
-
-def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
-
-
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
@@ -202,7 +175,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise TaskarithError(f"override {quote(text)}: expected KEY.PATH=VALUE")
     key, raw = text.split("=", 1)
     try:
-        return key.strip(), _load_yaml(raw)
+        return key.strip(), load_yaml(raw)
     # the parser recurses once per nesting level; an integer of over 4,300 digits is a ValueError
     except (yaml.YAMLError, RecursionError, ValueError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
@@ -270,7 +243,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
         path = Path(path)
         source = str(path)
         try:
-            tree = _load_yaml(read_regular(path).decode("utf-8")) or {}
+            tree = load_yaml(read_regular(path).decode("utf-8")) or {}
         except FileNotFoundError as e:
             raise TaskarithError(f"{path}: no such config file") from e
         except OSError as e:

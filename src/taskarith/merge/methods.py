@@ -1,63 +1,157 @@
 """The merge methods: the one registry that the run, the CLI and the report read, and `merge_vectors`.
 
-The merged vector is a task vector like any other: θ0 + α·τ_merged, with one α chosen on validation.
+The merged vector is a task vector like any other: θ0 + α·τ_merged, with one α chosen on validation from the
+method's own grid. Adding a method is one record here and one rule function.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
-from ..errors import TaskarithError
+from ..errors import TaskarithError, quote
+from ..paradigms import PARADIGMS
 from ..vectors import TaskVector, check_compatible
-from .rules import dare, dare_ties, task_arithmetic, ties
+from .rules import SIGN_METHODS, dare, dare_ties, task_arithmetic, ties, weight_averaging
+from .spectral import COMMON_SHARE, iso_c, iso_cts, tsv_m
+
+# what a method reads besides the task vectors, as `taskarith merges` words it
+NEEDS = {"vectors": "task vectors only (data-free)", "train": "training data",
+         "test-inputs": "unlabeled test inputs (transductive)"}
 
 
 @dataclass(frozen=True)
 class MergeMethod:
     name: str
     label: str  # how tables name it
-    rule: Callable[..., torch.Tensor]  # stacked [T, ...] -> merged [...]; takes density= and generator=
+    reference: str  # paper, venue and year
+    needs: str  # a key of NEEDS
+    paradigms: tuple[str, ...]  # the paradigms it is defined for
+    alphas: tuple[float, ...]  # its default α grid, sorted, in [0, 4]
+    scale: float  # its canonical α, the one its paper applies; on the grid
+    params: tuple[str, ...]  # the merge_vectors settings its rule reads, recorded in the merged vector
+    rule: Callable[..., torch.Tensor]  # stacked [T, ...] -> merged [...]; settings and generator= by keyword
 
 
+ALL = tuple(PARADIGMS)  # a rule that only transforms vectors is defined in every paradigm
+SUM_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)  # a sum of T vectors: α near 1/T
+MEAN_GRID = tuple(0.25 * i for i in range(1, 13))  # a mean or an SVD recombination: α near 1 and above
+
+# the baseline first, then the order `taskarith merges` lists and error messages name them in. Canonical α:
+# the TIES paper's choices without a validation set (0.4 for the sum, 1 for TIES); the rest apply as merged (1)
 MERGE_METHODS: dict[str, MergeMethod] = {m.name: m for m in (
-    MergeMethod("task_arithmetic", "Task arithmetic", task_arithmetic),
-    MergeMethod("ties", "TIES", ties),
-    MergeMethod("dare", "DARE", dare),
-    MergeMethod("dare_ties", "DARE + TIES", dare_ties),
+    MergeMethod("task_arithmetic", "Task arithmetic", "Ilharco et al., ICLR 2023", "vectors", ALL, SUM_GRID,
+                0.4, ("weights",), task_arithmetic),
+    MergeMethod("ties", "TIES", "Yadav et al., NeurIPS 2023", "vectors", ALL, MEAN_GRID, 1.0,
+                ("density", "weights", "majority_sign_method"), ties),
+    MergeMethod("dare", "DARE", "Yu et al., ICML 2024", "vectors", ALL, SUM_GRID, 1.0,
+                ("density", "seed", "weights"), dare),
+    MergeMethod("dare_ties", "DARE + TIES", "Yu et al., ICML 2024", "vectors", ALL, MEAN_GRID, 1.0,
+                ("density", "seed", "weights", "majority_sign_method"), dare_ties),
+    MergeMethod("weight_averaging", "Weight averaging", "Wortsman et al., ICML 2022", "vectors", ALL, MEAN_GRID,
+                1.0, ("weights",), weight_averaging),
+    MergeMethod("tsv_m", "TSV-M", "Gargiulo et al., CVPR 2025", "vectors", ALL, MEAN_GRID, 1.0, (), tsv_m),
+    MergeMethod("iso_c", "Iso-C", "Marczak et al., ICML 2025", "vectors", ALL, MEAN_GRID, 1.0, (), iso_c),
+    MergeMethod("iso_cts", "Iso-CTS", "Marczak et al., ICML 2025", "vectors", ALL, MEAN_GRID, 1.0,
+                ("common_share",), iso_cts),
 )}
 BASELINE = "task_arithmetic"  # the plain sum every run scores; `eval.merges` names the others
+# what a merged vector keeps of its inputs' metadata: the base and parameter set they share (checked equal)
+SHARED_META = ("base_model", "base_hash", "paradigm", "preset", "posthoc_of")
 
 
 def merge_method(name: str) -> MergeMethod:
     if name not in MERGE_METHODS:
-        raise TaskarithError(f"unknown merge rule {name!r}; known: {', '.join(MERGE_METHODS)}")
+        raise TaskarithError(f"unknown merge rule {quote(name)}; known: {', '.join(MERGE_METHODS)}")
     return MERGE_METHODS[name]
 
 
-def merge_vectors(vectors: Sequence[TaskVector], rule: str, *, density: float = 0.2, seed: int = 0) -> TaskVector:
-    """Merge task vectors of one base and paradigm parameter by parameter; the result keeps their metadata."""
-    method = merge_method(rule)
+def data_free(name: str) -> MergeMethod:
+    """The method, which must merge from task vectors alone."""
+    method = merge_method(name)
+    if method.needs != "vectors":
+        raise TaskarithError(f"{name} needs {NEEDS[method.needs]}, so it cannot merge from task vectors alone")
+    return method
+
+
+def check_merge(name: str, count: int, *, density: float = 0.2, seed: int = 0,
+                weights: Sequence[float] | None = None, majority_sign_method: str = "total",
+                common_share: float = COMMON_SHARE) -> tuple[MergeMethod, dict]:
+    """The data-free method and its settings, checked for `count` task vectors before any is read."""
+    method = data_free(name)
     if not 0 < density <= 1:
         raise TaskarithError(f"merge density must lie in (0, 1], got {density}")
     if not 0 <= seed < 2**63:  # torch's generators take a 64-bit seed
         raise TaskarithError(f"merge seed must lie in [0, 2**63), got {seed}")
-    if not vectors:
+    if count == 0:
         raise TaskarithError("nothing to merge: no task vectors given")
+    if majority_sign_method not in SIGN_METHODS:
+        raise TaskarithError(f"majority sign method must be one of {', '.join(SIGN_METHODS)}, "
+                             f"got {quote(majority_sign_method)}")
+    if majority_sign_method != "total" and "majority_sign_method" not in method.params:
+        raise TaskarithError(f"{name} elects no sign; a majority sign method applies to "
+                             + ", ".join(m.name for m in MERGE_METHODS.values() if "majority_sign_method" in m.params))
+    if weights is not None:
+        weights = _checked_weights(method, weights, count)
+    return method, {"density": density, "seed": seed, "weights": weights,
+                    "majority_sign_method": majority_sign_method, "common_share": common_share}
+
+
+def _checked_weights(method: MergeMethod, weights: Sequence[float], count: int) -> list[float]:
+    if "weights" not in method.params:
+        raise TaskarithError(f"{method.name} takes no per-vector weights")
+    if len(weights) != count:
+        raise TaskarithError(f"weights: {len(weights)} given for {count} task vectors; give one per vector")
+    weights = [float(w) for w in weights]
+    if not all(math.isfinite(w) for w in weights):
+        raise TaskarithError(f"merge weights must be finite numbers, got {weights}")
+    return weights
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over name|dtype|shape| and the bytes of each tensor, in name order (so storage order is moot)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().reshape(-1).contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(tensors[name].shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def provenance(vectors: Sequence[TaskVector], method: MergeMethod, settings: Mapping) -> dict:
+    """The merged vector's metadata: the base and parameter set the inputs share, the method with the settings
+    it read, and each input's task and tensor hash; never one input's training record."""
+    tasks = [tv.meta.get("task") for tv in vectors]
+    shared = {k: vectors[0].meta[k] for k in SHARED_META if k in vectors[0].meta}
+    return {**shared, "task": f"{method.name}(" + "+".join(map(str, tasks)) + ")",
+            "merge": {"method": method.name, "params": {p: settings[p] for p in method.params}, "tasks": tasks,
+                      "inputs": [{"task": tv.meta.get("task"), "sha256": tensors_sha256(tv.tensors)}
+                                 for tv in vectors]}}
+
+
+def merge_vectors(vectors: Sequence[TaskVector], method: str, *, density: float = 0.2, seed: int = 0,
+                  weights: Sequence[float] | None = None, majority_sign_method: str = "total",
+                  common_share: float = COMMON_SHARE) -> TaskVector:
+    """τ_merged[p] = rule(τ_1[p], …, τ_T[p]) for each parameter p of task vectors of one base and paradigm, by a
+    data-free method. `weights` gives each vector its w_t, `seed` DARE's drops; settings a method does not read
+    are not recorded in the result's metadata."""
+    record, settings = check_merge(method, len(vectors), density=density, seed=seed, weights=weights,
+                                   majority_sign_method=majority_sign_method, common_share=common_share)
     check_compatible(vectors)
-    first = vectors[0]
+    paradigms = sorted({str(tv.meta.get("paradigm")) for tv in vectors})
+    if len(paradigms) > 1:
+        raise TaskarithError(f"cannot merge task vectors of different paradigms ({', '.join(paradigms)})")
     generator = torch.Generator().manual_seed(seed)
+    rule_settings = {k: settings[k] for k in ("density", "weights", "majority_sign_method", "common_share")}
     tensors = {}
-    for name in sorted(first.tensors):  # sorted: DARE's random draws do not depend on storage order
+    for name in sorted(vectors[0].tensors):  # sorted: DARE's random draws do not depend on storage order
         stack = torch.stack([tv.tensors[name] for tv in vectors])
-        tensors[name] = method.rule(stack, density=density, generator=generator).to(stack.dtype)
+        tensors[name] = record.rule(stack, generator=generator, **rule_settings).to(stack.dtype)
     if not any(bool(t.any()) for t in tensors.values()):
         # τ and −τ summed, or signs that cancel everywhere: applying it would silently be θ0
-        raise TaskarithError(f"the {rule} merge of {len(vectors)} task vectors is zero everywhere; nothing to apply")
-    meta = dict(first.meta)
-    meta["task"] = f"{rule}(" + "+".join(str(tv.meta.get("task")) for tv in vectors) + ")"
-    meta["merge"] = {"rule": rule, "density": density, "seed": seed,
-                     "tasks": [tv.meta.get("task") for tv in vectors]}
-    return TaskVector(tensors, meta)
+        raise TaskarithError(f"the {method} merge of {len(vectors)} task vectors is zero everywhere; nothing to apply")
+    return TaskVector(tensors, provenance(vectors, record, settings))

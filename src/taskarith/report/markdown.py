@@ -111,9 +111,11 @@ def merges(results: Mapping) -> str:
         return ""
     density = results.get("config", {}).get("eval", {}).get("merge_density")
     return ("## Merge rules\n\n"
-            "Each paradigm's task vectors merged by other rules, then scaled by one α chosen on validation as "
-            "for task addition. TIES keeps each vector's largest entries, elects a sign per entry and averages "
-            "the entries that agree; DARE drops entries at random and rescales the rest"
+            "Each paradigm's task vectors merged by each method, then scaled by one α chosen on validation from "
+            "the method's own grid (task arithmetic: the run's α grid). Each cell gives test accuracy, absolute / "
+            "normalized, and the α chosen per seed; n/a marks a method not defined for that paradigm. TIES keeps "
+            "each vector's largest entries, elects a sign per entry and averages the entries that agree; DARE drops "
+            "entries at random and rescales the rest"
             + (f" (both keep a share {density:g} of the entries)" if density is not None else "") + ".\n\n"
             + tables.merges_table(results))
 

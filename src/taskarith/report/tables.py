@@ -99,19 +99,36 @@ def has_merges(results: Mapping) -> bool:
     return any(entry["summary"].get("merges") for entry in results["paradigms"].values())
 
 
+def merge_cell(summary: Mapping, alphas: Sequence[float], several: bool) -> str:
+    """Absolute / normalized accuracy and the α chosen per seed; n/a where the method is not defined."""
+    if "not_applicable" in summary:
+        return "n/a"
+    return (f"{stat(summary['absolute'], several)} / {stat(summary['normalized'], several)} "
+            f"(α {alpha_list(alphas)})")
+
+
 def merges_table(results: Mapping) -> str:
-    """Each paradigm's vectors merged by the plain sum (task arithmetic) and by every other rule of the run."""
+    """Merge methods × paradigms: the plain sum (task arithmetic) and every other method of the run."""
     several = several_seeds(results)
+    names = paradigm_names(results["paradigms"])
+    methods = [BASELINE] + list(dict.fromkeys(m for p in names for m in results["paradigms"][p]["summary"]
+                                              .get("merges", {})))
     rows = []
-    for name in paradigm_names(results["paradigms"]):
-        entry = results["paradigms"][name]
-        seeds = [entry["seeds"][s] for s in seed_keys(results)]
-        rules = [(merge_label(BASELINE), entry["summary"], [r["addition"]["alpha"] for r in seeds])]
-        rules += [(merge_label(rule), summary, [r["merges"][rule]["alpha"] for r in seeds])
-                  for rule, summary in entry["summary"].get("merges", {}).items()]
-        rows += [[label(name, entry), rule, stat(summary["absolute"], several), stat(summary["normalized"], several),
-                  alpha_list(alphas)] for rule, summary, alphas in rules]
-    return table(["Paradigm", "Merge rule", "Absolute (%)", "Normalized (%)", "α chosen"], rows, "llrrr")
+    for method in methods:
+        row = [merge_label(method)]
+        for name in names:
+            entry = results["paradigms"][name]
+            seeds = [entry["seeds"][s] for s in seed_keys(results)]
+            if method == BASELINE:
+                row.append(merge_cell(entry["summary"], [r["addition"]["alpha"] for r in seeds], several))
+            elif method not in entry["summary"].get("merges", {}):
+                row.append(DASH)
+            else:
+                summary = entry["summary"]["merges"][method]
+                row.append(merge_cell(summary, [r["merges"][method].get("alpha") for r in seeds], several))
+        rows.append(row)
+    header = ["Method", *(f"{label(n, results['paradigms'][n])}: absolute / normalized (%)" for n in names)]
+    return table(header, rows)
 
 
 def per_task_table(results: Mapping) -> str:

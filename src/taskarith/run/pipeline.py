@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..atomic import remove_temp_files, write_json
-from ..config import ExperimentConfig
+from ..config import EvalConfig, ExperimentConfig
 from ..errors import TaskarithError, quote
 from ..finetune.selection import select
 from ..lock import run_lock
@@ -25,20 +25,25 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | N
                    progress: bool = True, log: Log = print) -> Path:
     """Run everything the config asks for and write results.json; returns its path."""
     started = time.perf_counter()
-    check_merges(cfg.eval.merges)  # before the run folder or the model: a typo costs nothing
+    check_merges(cfg.eval)  # before the run folder or the model: a typo costs nothing
     with run_lock(run_dir):
         remove_temp_files(run_dir)  # left by writes of a killed run; the lock says no writer is active
         exp = Experiment(cfg, Path(run_dir), progress=progress, log=log)
         return run_stages(exp, seeds or cfg.seeds, started)
 
 
-def check_merges(names: list[str]) -> None:
-    """eval.merges names registered methods other than the plain sum, which every run scores anyway."""
+def check_merges(cfg: EvalConfig) -> None:
+    """eval.merges names registered methods other than the plain sum, which every run scores anyway, and
+    eval.merge_alphas gives grids only to those."""
     others = [m for m in MERGE_METHODS if m != BASELINE]
-    for name in names:
+    for name in cfg.merges:
         if name not in others:
             raise TaskarithError(f"eval.merges: {quote(name)} is not a method to compare with the plain sum; "
                                  f"expected one of {', '.join(others)}")
+    for name in cfg.merge_alphas:
+        if name not in cfg.merges:
+            raise TaskarithError(f"eval.merge_alphas: {quote(name)} is not one of eval.merges "
+                                 f"({', '.join(cfg.merges) or 'none'})")
 
 
 def check_plan(exp: Experiment) -> None:

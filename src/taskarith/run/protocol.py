@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 from ..evaluate import (absolute_accuracy, choose_alpha, choose_negation_alpha, normalized_accuracy,
                         tied_alphas)
-from ..merge import merge_vectors
+from ..merge import MERGE_METHODS, merge_vectors
 from ..vectors import TaskVector
 from .experiment import SPLITS, Experiment
 
@@ -26,11 +26,12 @@ def individual_accuracy(exp: Experiment, vectors: Mapping[str, TaskVector]) -> d
     return individual
 
 
-def alpha_sweep(exp: Experiment, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]],
+def alpha_sweep(exp: Experiment, vectors: Sequence[TaskVector], alphas: Sequence[float],
                 individual: Mapping[str, Mapping[str, float]]) -> dict:
-    """One merged model per α (combos[i] scales `vectors` for alphas[i]); α chosen on validation, reported
-    on test. With `eval.test_curve` off, test is scored at the chosen α only: the curve is validation's."""
-    alphas = exp.cfg.eval.alphas
+    """One merged model θ0 + α Σ vectors per α; α chosen on validation, reported on test. With
+    `eval.test_curve` off, test is scored at the chosen α only: the curve is validation's."""
+    alphas = list(alphas)
+    combos = [[a] * len(vectors) for a in alphas]
     splits = SPLITS if exp.cfg.eval.test_curve else ("val",)
     swept = exp.scores(vectors, combos, [(t, split) for split in splits for t in exp.tasks])
     curve = {}
@@ -54,20 +55,30 @@ def alpha_sweep(exp: Experiment, vectors: Sequence[TaskVector], combos: Sequence
 
 
 def evaluate_vectors(exp: Experiment, vectors: Mapping[str, TaskVector]) -> dict:
-    """Individual accuracy, task addition (one α for the sum) and each of `eval.merges` (one α for the
-    merged vector)."""
+    """Individual accuracy, task addition (one α for the sum, on eval.alphas) and each of `eval.merges` (one α
+    for the merged vector, on the method's own grid)."""
     alphas = exp.cfg.eval.alphas
     individual = individual_accuracy(exp, vectors)
     ordered = [vectors[t] for t in exp.tasks]
     result = {"individual": individual,
-              "addition": alpha_sweep(exp, ordered, [[a] * len(ordered) for a in alphas], individual)}
+              "addition": alpha_sweep(exp, ordered, alphas, individual)}
     if exp.cfg.eval.merges:
-        seed = ordered[0].meta.get("train_config", {}).get("seed", 0)
-        result["merges"] = {
-            rule: alpha_sweep(exp, [merge_vectors(ordered, rule, density=exp.cfg.eval.merge_density, seed=seed)],
-                              [[a] for a in alphas], individual)
-            for rule in exp.cfg.eval.merges}
+        result["merges"] = {name: evaluate_merge(exp, ordered, name, individual) for name in exp.cfg.eval.merges}
     return result
+
+
+def evaluate_merge(exp: Experiment, ordered: Sequence[TaskVector], name: str,
+                   individual: Mapping[str, Mapping[str, float]]) -> dict:
+    """The method's merged vector scaled on its own grid (eval.merge_alphas, else the registry's), or why the
+    method is not defined for these vectors' paradigm."""
+    method = MERGE_METHODS[name]
+    paradigm = ordered[0].meta.get("paradigm")
+    if paradigm not in method.paradigms:
+        return {"not_applicable": f"{method.label} is not defined for the {paradigm} paradigm"}
+    grid = exp.cfg.eval.merge_alphas.get(name, list(method.alphas))
+    seed = ordered[0].meta.get("train_config", {}).get("seed", 0)
+    merged = merge_vectors(ordered, name, density=exp.cfg.eval.merge_density, seed=seed)
+    return alpha_sweep(exp, [merged], grid, individual)
 
 
 def negation_control(exp: Experiment, target: str) -> str:

@@ -18,6 +18,12 @@ def summarize(seeds: dict[str, dict], tasks: list[str]) -> dict:
         "individual": _mean_std([float(np.mean(list(r["individual"]["test"].values()))) for r in runs]),
         "per_task": {t: {"individual": _mean_std([r["individual"]["test"][t] for r in runs]),
                          "unified": _mean_std([r["addition"]["test"][t] for r in runs])} for t in tasks},
-        "merges": {rule: {k: _mean_std([r["merges"][rule][k] for r in runs]) for k in ("absolute", "normalized")}
-                   for rule in runs[0].get("merges", {})},
+        "merges": {rule: _merge_summary([r["merges"][rule] for r in runs]) for rule in runs[0].get("merges", {})},
     }
+
+
+def _merge_summary(runs: list[dict]) -> dict:
+    """Mean and std over seeds of a merge method's accuracies; a method not defined for the paradigm says so."""
+    if "not_applicable" in runs[0]:
+        return {"not_applicable": runs[0]["not_applicable"]}
+    return {k: _mean_std([r[k] for r in runs]) for k in ("absolute", "normalized")}

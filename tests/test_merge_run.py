@@ -1,0 +1,54 @@
+"""Merge methods inside a run: each on its own α grid, n/a where a method is not defined for a paradigm, and
+the config's merge settings checked before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import tiny_config
+
+import taskarith.merge.methods as methods
+from taskarith.errors import TaskarithError
+from taskarith.report import load_results, write_report
+from taskarith.run import run_experiment
+
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+def test_a_method_not_defined_for_a_paradigm_is_na_and_grids_can_be_set(tiny_model_dir, csv_tasks, tmp_path,
+                                                                          monkeypatch):
+    ties = methods.MERGE_METHODS["ties"]
+    monkeypatch.setitem(methods.MERGE_METHODS, "ties", dataclasses.replace(ties, paradigms=("nonlinear",)))
+    cfg = tiny_config(tiny_model_dir, csv_tasks, eval={"merges": ["ties", "dare"], "negation": False,
+                                                       "merge_alphas": {"dare": [0.0, 2.0]}})
+    cfg = cfg.model_copy(update={"paradigms": ["nonlinear", "linear"]})
+    results = load_results(run_experiment(cfg, tmp_path, **QUIET))
+    linear, nonlinear = (results["paradigms"][p]["seeds"]["0"]["merges"] for p in ("linear", "nonlinear"))
+    assert set(linear["ties"]) == {"not_applicable"} and "linear" in linear["ties"]["not_applicable"]
+    assert "alpha" in nonlinear["ties"]
+    assert list(nonlinear["dare"]["curve"]) == ["0", "2"] and list(linear["dare"]["curve"]) == ["0", "2"]
+    assert results["paradigms"]["linear"]["summary"]["merges"]["ties"] == {"not_applicable": linear["ties"][
+        "not_applicable"]}
+    ties_row = next(line for line in write_report(tmp_path).read_text().splitlines() if line.startswith("| TIES"))
+    assert ties_row.count("n/a") == 1 and ties_row.count("(α ") == 1
+
+
+@pytest.mark.parametrize("merges, grids, message", [
+    (["nope"], {}, "eval.merges: 'nope' is not a method to compare with the plain sum"),
+    (["task_arithmetic"], {}, "eval.merges: 'task_arithmetic' is not a method"),
+    (["ties"], {"dare": [1.0]}, "eval.merge_alphas: 'dare' is not one of eval.merges (ties)"),
+])
+def test_merge_settings_are_checked_before_the_run_folder_exists(tiny_model_dir, csv_tasks, tmp_path, merges,
+                                                                 grids, message):
+    cfg = tiny_config(tiny_model_dir, csv_tasks, eval={"merges": merges, "merge_alphas": grids})
+    with pytest.raises(TaskarithError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_experiment(cfg, tmp_path / "run", **QUIET)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_grid_outside_the_range_is_a_config_error(tiny_model_dir, csv_tasks):
+    with pytest.raises(TaskarithError, match="eval.merge_alphas.ties: .*α values must lie in"):
+        tiny_config(tiny_model_dir, csv_tasks, eval={"merges": ["ties"], "merge_alphas": {"ties": [5.0]}})
+    with pytest.raises(TaskarithError, match="an α grid needs at least one value"):
+        tiny_config(tiny_model_dir, csv_tasks, eval={"merges": ["ties"], "merge_alphas": {"ties": []}})
