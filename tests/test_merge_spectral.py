@@ -174,18 +174,21 @@ def test_randomized_top_k_matches_the_exact_truncation_on_decaying_spectra():
     u, v = orthonormal(200, 15)[:, :120], orthonormal(120, 16)
     m = (u * 0.8 ** np.arange(120)) @ v.T + 1e-6 * rng(17).standard_normal((200, 120))
     batch = torch.tensor(np.stack([m, m[::-1].copy()]), dtype=torch.float64)
-    assert 8 + spectral.OVERSAMPLE <= spectral.RANDOMIZED_SHARE * 120  # the randomized path is taken
-    uk, sk, vhk = top_svd(batch, 8)
+    assert 8 + spectral.OVERSAMPLE <= 0.25 * 120  # the randomized path is taken
+    uk, sk, vhk = top_svd(batch, 8, 0.25)
     for got, want in zip((uk * sk.unsqueeze(-2)) @ vhk, batch.numpy()):
         np.testing.assert_allclose(got.numpy(), truncate(want, 8), atol=1e-6)
-    assert top_svd(batch, 8)[1].equal(sk)  # a fixed seed: the same answer every call
+    assert top_svd(batch, 8, 0.25)[1].equal(sk)  # a fixed seed: the same answer every call
+    assert not top_svd(batch, 8)[1].equal(sk)  # exact by default
 
 
-def test_randomized_path_can_be_turned_off(monkeypatch):
-    stack = as_stack(*rng(18).standard_normal((8, 120, 96)))  # k = 12: randomized by default
+def test_tsv_m_randomized_top_k_can_be_turned_on(monkeypatch):
+    stack = as_stack(*rng(18).standard_normal((8, 120, 96)))  # k = 12
+    exact, cts = tsv_m(stack), iso_cts(stack)
+    assert cts_split(96, 8, 0.8) == (80, 2)  # top-2 per task: randomized, were Iso-CTS to follow the switch
+    monkeypatch.setattr(spectral, "RANDOMIZED_SHARE", 0.25)
     randomized = tsv_m(stack)
-    monkeypatch.setattr(spectral, "RANDOMIZED_SHARE", 0.0)
-    exact = tsv_m(stack)
+    assert torch.equal(iso_cts(stack), cts)  # it does not: Iso-CTS stays exact
     assert not torch.equal(randomized, exact)
     # polar(U) S polar(V)ᵀ has ‖·‖² = Σ S²: the exact path keeps each task's top-12 energy exactly; on a flat
     # (Gaussian) spectrum, the randomized finder's worst case, it still keeps nearly all of it
