@@ -18,6 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from taskarith.cli import app
+from taskarith.config import MergeDataConfig
 from taskarith.merge import BASELINE, MERGE_METHODS, NEEDS, dare, dare_ties, merge_vectors, ties
 from taskarith.paradigms import PARADIGMS
 from taskarith.vectors import TaskVector
@@ -120,27 +121,35 @@ def test_where_peft_would_keep_nothing_taskarith_keeps_the_largest_entry():
 # --- the registry ----------------------------------------------------------------------------------------
 
 SETTINGS = {name for name, p in inspect.signature(merge_vectors).parameters.items() if p.kind == p.KEYWORD_ONLY}
+DATA_SETTINGS = set(MergeDataConfig.model_fields)
+DATA_FREE = [name for name, m in MERGE_METHODS.items() if m.needs == "vectors"]
 
 
 @pytest.mark.parametrize("method", MERGE_METHODS.values(), ids=list(MERGE_METHODS))
 def test_every_record_is_complete(method):
-    assert method.label.strip() and re.search(r" et al\., [A-Za-z]+ 20\d\d$", method.reference), method.reference
+    authors = r"( et al\.| & [A-Z][a-z]+)"
+    assert method.label.strip() and re.search(authors + r", [A-Za-z]+ 20\d\d$", method.reference), method.reference
     assert method.needs in NEEDS and method.needs in ("vectors", "train", "test-inputs")
     assert method.paradigms and set(method.paradigms) <= set(PARADIGMS)
     assert list(method.alphas) == sorted(set(method.alphas)) and all(0 <= a <= 4 for a in method.alphas)
     assert 1 <= len(method.alphas) <= 13 and method.scale in method.alphas
-    assert set(method.params) <= SETTINGS and callable(method.rule)
+    assert set(method.params) <= SETTINGS | DATA_SETTINGS and callable(method.rule)
+    # a method reads data exactly when it measures something on it, and only then reads data settings
+    assert (method.measure is not None) == (method.needs != "vectors")
+    assert method.needs != "vectors" or not set(method.params) & DATA_SETTINGS
 
 
 def test_the_registry_holds_the_compared_methods():
     assert set(MERGE_METHODS) == {"weight_averaging", "task_arithmetic", "ties", "dare", "dare_ties", "tsv_m", "iso_c",
-                                  "iso_cts"}
+                                  "iso_cts", "fisher", "regmean", "adamerging"}
+    assert [MERGE_METHODS[m].needs for m in ("fisher", "regmean", "adamerging")] == ["train", "train", "test-inputs"]
+    assert "linear" not in MERGE_METHODS["fisher"].paradigms + MERGE_METHODS["regmean"].paradigms
     assert BASELINE in MERGE_METHODS
     assert {1.5, 2.5} <= set(MERGE_METHODS["ties"].alphas)  # the demo's best TIES α per paradigm
 
 
-@pytest.mark.parametrize("name", list(MERGE_METHODS))
-def test_every_method_merges_vectors(name):
+@pytest.mark.parametrize("name", DATA_FREE)
+def test_every_data_free_method_merges_vectors(name):
     g = torch.Generator().manual_seed(0)
     meta = {"base_hash": "h", "base_model": "m", "paradigm": "nonlinear"}
     vectors = [TaskVector({"w": torch.randn(4, 3, generator=g), "b": torch.randn(4, generator=g)}, {**meta, "task": t})
@@ -159,4 +168,5 @@ def test_merges_lists_every_method_within_100_columns():
     heads = [line.split(":")[0] for line in lines if not line.startswith(" ")]
     assert heads == list(MERGE_METHODS)
     assert "  default α grid (canonical 1): 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.25, 2.5, 2.75, 3" in lines
-    assert lines.count("  needs: task vectors only (data-free)") == len(MERGE_METHODS)
+    assert lines.count("  needs: task vectors only (data-free)") == len(DATA_FREE)
+    assert "  needs: unlabeled test inputs (transductive)" in lines and "  needs: training data" in lines

@@ -52,3 +52,24 @@ def test_a_grid_outside_the_range_is_a_config_error(tiny_model_dir, csv_tasks):
         tiny_config(tiny_model_dir, csv_tasks, eval={"merges": ["ties"], "merge_alphas": {"ties": [5.0]}})
     with pytest.raises(TaskarithError, match="an α grid needs at least one value"):
         tiny_config(tiny_model_dir, csv_tasks, eval={"merges": ["ties"], "merge_alphas": {"ties": []}})
+
+
+def test_every_method_runs_on_every_paradigm_it_is_defined_for_and_is_na_on_the_others(tiny_model_dir, csv_tasks,
+                                                                                        tmp_path):
+    others = [m for m in methods.MERGE_METHODS if m != methods.BASELINE]
+    cfg = tiny_config(tiny_model_dir, csv_tasks, eval={
+        "merges": others, "negation": False, "merge_alphas": {m: [1.0] for m in others},
+        "merge_data": {"fisher_examples": 4, "regmean_examples": 4, "batch_size": 2, "steps": 2}})
+    cfg = cfg.model_copy(update={"paradigms": ["nonlinear", "linear", "attention"]})
+    results = load_results(run_experiment(cfg, tmp_path, **QUIET))
+    for paradigm, entry in results["paradigms"].items():
+        for name in others:
+            merged = entry["seeds"]["0"]["merges"][name]
+            if paradigm in methods.MERGE_METHODS[name].paradigms:
+                assert 0 <= merged["absolute"] <= 1 and list(merged["curve"]) == ["1"], (paradigm, name)
+            else:
+                assert set(merged) == {"not_applicable"}, (paradigm, name)
+    assert {n for n in others if "not_applicable" in results["paradigms"]["linear"]["summary"]["merges"][n]} == {
+        "fisher", "regmean"}
+    report = write_report(tmp_path).read_text()
+    assert "| AdaMerging (layer-wise) †" in report and "transductive" in report

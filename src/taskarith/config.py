@@ -82,6 +82,18 @@ def _default_alphas() -> list[float]:
     return [round(0.05 * i, 2) for i in range(21)]
 
 
+class MergeDataConfig(_Strict):
+    """What the merge methods that read data take, and how long AdaMerging trains (the papers' defaults)."""
+
+    fisher_examples: int = Field(256, gt=0)  # training examples per task behind each Fisher
+    regmean_examples: int = Field(256, gt=0)  # training examples per task behind each Gram matrix
+    batch_size: int = Field(16, gt=0)  # RegMean's batches; AdaMerging's test inputs per task and step
+    off_diagonal: float = Field(0.9, ge=0, le=1)  # RegMean's scale of the Gram matrices' off-diagonal entries
+    steps: int = Field(500, gt=0)  # AdaMerging's Adam steps
+    lr: float = Field(1e-3, gt=0, le=1)  # AdaMerging's Adam step size
+    init: float = Field(0.3, ge=0, le=1)  # AdaMerging's starting coefficient for every task and layer
+
+
 class EvalConfig(_Strict):
     alphas: list[float] = Field(default_factory=_default_alphas, min_length=1)
     batch_size: int = Field(64, gt=0)
@@ -95,6 +107,7 @@ class EvalConfig(_Strict):
     merge_density: float = Field(0.2, gt=0, le=1)  # share of entries TIES and DARE keep
     # a method's own α grid, replacing the registry's default for it
     merge_alphas: dict[str, Annotated[list[float], AfterValidator(_alpha_grid)]] = Field(default_factory=dict)
+    merge_data: MergeDataConfig = MergeDataConfig()
 
     @field_validator("alphas")
     @classmethod

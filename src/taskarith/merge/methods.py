@@ -1,7 +1,8 @@
 """The merge methods: the one registry that the run, the CLI and the report read, and `merge_vectors`.
 
 The merged vector is a task vector like any other: θ0 + α·τ_merged, with one α chosen on validation from the
-method's own grid. Adding a method is one record here and one rule function.
+method's own grid. Adding a method is one record here and one rule function; a method that reads data (Fisher,
+RegMean, AdaMerging) adds the function that measures its per-task statistics on that data.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import torch
 from ..errors import TaskarithError, quote
 from ..paradigms import PARADIGMS
 from ..vectors import TaskVector, check_compatible
+from .adamerging import coefficient_sum, layer_coefficients
+from .data import MergeData
+from .fisher import fisher_weighted, task_fishers
+from .regmean import regmean, task_grams
 from .rules import SIGN_METHODS, dare, dare_ties, task_arithmetic, ties, weight_averaging
 from .spectral import COMMON_SHARE, iso_c, iso_cts, tsv_m
 
@@ -35,9 +40,15 @@ class MergeMethod:
     scale: float  # its canonical α, the one its paper applies; on the grid
     params: tuple[str, ...]  # the merge_vectors settings its rule reads, recorded in the merged vector
     rule: Callable[..., torch.Tensor]  # stacked [T, ...] -> merged [...]; settings and generator= by keyword
+    # a method that reads data first measures, per parameter, one statistic per task [T, ...] (a Fisher, a
+    # Gram matrix, a learned coefficient): (vectors, MergeData, seed) -> {name: statistic}; its rule then
+    # gets the parameter's statistic as statistic= (None for a parameter the measure leaves out)
+    measure: Callable[..., dict[str, torch.Tensor]] | None = None
 
 
 ALL = tuple(PARADIGMS)  # a rule that only transforms vectors is defined in every paradigm
+# Fisher and RegMean read the fine-tuned weights θ0 + τ themselves, which a linearized vector does not stand for
+OWN_WEIGHTS = tuple(name for name, p in PARADIGMS.items() if not p.linear)
 SUM_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)  # a sum of T vectors: α near 1/T
 MEAN_GRID = tuple(0.25 * i for i in range(1, 13))  # a mean or an SVD recombination: α near 1 and above
 
@@ -58,8 +69,16 @@ MERGE_METHODS: dict[str, MergeMethod] = {m.name: m for m in (
     MergeMethod("iso_c", "Iso-C", "Marczak et al., ICML 2025", "vectors", ALL, MEAN_GRID, 1.0, (), iso_c),
     MergeMethod("iso_cts", "Iso-CTS", "Marczak et al., ICML 2025", "vectors", ALL, MEAN_GRID, 1.0,
                 ("common_share",), iso_cts),
+    MergeMethod("fisher", "Fisher merging", "Matena & Raffel, NeurIPS 2022", "train", OWN_WEIGHTS, MEAN_GRID,
+                1.0, ("fisher_examples", "seed"), fisher_weighted, task_fishers),
+    MergeMethod("regmean", "RegMean", "Jin et al., ICLR 2023", "train", OWN_WEIGHTS, MEAN_GRID, 1.0,
+                ("regmean_examples", "batch_size", "off_diagonal", "seed"), regmean, task_grams),
+    # its coefficients are learned, so its scale is not searched again: a grid of one point
+    MergeMethod("adamerging", "AdaMerging (layer-wise)", "Yang et al., ICLR 2024", "test-inputs", ALL, (1.0,),
+                1.0, ("steps", "lr", "init", "batch_size", "seed"), coefficient_sum, layer_coefficients),
 )}
 BASELINE = "task_arithmetic"  # the plain sum every run scores; `eval.merges` names the others
+RULE_SETTINGS = ("density", "weights", "majority_sign_method", "common_share", "off_diagonal")  # rules' keywords
 # what a merged vector keeps of its inputs' metadata: the base and parameter set they share (checked equal)
 SHARED_META = ("base_model", "base_hash", "paradigm", "preset", "posthoc_of")
 
@@ -80,9 +99,14 @@ def data_free(name: str) -> MergeMethod:
 
 def check_merge(name: str, count: int, *, density: float = 0.2, seed: int = 0,
                 weights: Sequence[float] | None = None, majority_sign_method: str = "total",
-                common_share: float = COMMON_SHARE) -> tuple[MergeMethod, dict]:
-    """The data-free method and its settings, checked for `count` task vectors before any is read."""
-    method = data_free(name)
+                common_share: float = COMMON_SHARE, data: MergeData | None = None) -> tuple[MergeMethod, dict]:
+    """The method and its settings, checked for `count` task vectors before any is read. A method that reads
+    data takes it from `data`, one entry per vector; the others must do without."""
+    method = merge_method(name)
+    if method.needs != "vectors":
+        if data is None:
+            data_free(name)  # raises: what it needs, named
+        data.check(count, method.needs, name)
     if not 0 < density <= 1:
         raise TaskarithError(f"merge density must lie in (0, 1], got {density}")
     if not 0 <= seed < 2**63:  # torch's generators take a 64-bit seed
@@ -97,8 +121,9 @@ def check_merge(name: str, count: int, *, density: float = 0.2, seed: int = 0,
                              + ", ".join(m.name for m in MERGE_METHODS.values() if "majority_sign_method" in m.params))
     if weights is not None:
         weights = _checked_weights(method, weights, count)
-    return method, {"density": density, "seed": seed, "weights": weights,
-                    "majority_sign_method": majority_sign_method, "common_share": common_share}
+    settings = {"density": density, "seed": seed, "weights": weights, "majority_sign_method": majority_sign_method,
+                "common_share": common_share}
+    return method, settings | (data.settings.model_dump() if data is not None else {})
 
 
 def _checked_weights(method: MergeMethod, weights: Sequence[float], count: int) -> list[float]:
@@ -135,23 +160,33 @@ def provenance(vectors: Sequence[TaskVector], method: MergeMethod, settings: Map
 
 def merge_vectors(vectors: Sequence[TaskVector], method: str, *, density: float = 0.2, seed: int = 0,
                   weights: Sequence[float] | None = None, majority_sign_method: str = "total",
-                  common_share: float = COMMON_SHARE) -> TaskVector:
-    """τ_merged[p] = rule(τ_1[p], …, τ_T[p]) for each parameter p of task vectors of one base and paradigm, by a
-    data-free method. `weights` gives each vector its w_t, `seed` DARE's drops; settings a method does not read
-    are not recorded in the result's metadata."""
+                  common_share: float = COMMON_SHARE, data: MergeData | None = None) -> TaskVector:
+    """τ_merged[p] = rule(τ_1[p], …, τ_T[p]) for each parameter p of task vectors of one base and paradigm.
+    `weights` gives each vector its w_t, `seed` DARE's drops and the examples a data method reads; `data` is
+    what such a method reads. Settings a method does not read are not recorded in the result's metadata."""
     record, settings = check_merge(method, len(vectors), density=density, seed=seed, weights=weights,
-                                   majority_sign_method=majority_sign_method, common_share=common_share)
+                                   majority_sign_method=majority_sign_method, common_share=common_share, data=data)
     check_compatible(vectors)
-    paradigms = sorted({str(tv.meta.get("paradigm")) for tv in vectors})
-    if len(paradigms) > 1:
-        raise TaskarithError(f"cannot merge task vectors of different paradigms ({', '.join(paradigms)})")
+    _check_paradigm(vectors, record)
+    statistics = record.measure(vectors, data, seed) if record.measure is not None else {}
     generator = torch.Generator().manual_seed(seed)
-    rule_settings = {k: settings[k] for k in ("density", "weights", "majority_sign_method", "common_share")}
+    rule_settings = {k: settings[k] for k in RULE_SETTINGS if k in settings}
     tensors = {}
     for name in sorted(vectors[0].tensors):  # sorted: DARE's random draws do not depend on storage order
         stack = torch.stack([tv.tensors[name] for tv in vectors])
-        tensors[name] = record.rule(stack, generator=generator, **rule_settings).to(stack.dtype)
+        tensors[name] = record.rule(stack, generator=generator, statistic=statistics.get(name),
+                                    **rule_settings).to(stack.dtype)
     if not any(bool(t.any()) for t in tensors.values()):
         # τ and −τ summed, or signs that cancel everywhere: applying it would silently be θ0
         raise TaskarithError(f"the {method} merge of {len(vectors)} task vectors is zero everywhere; nothing to apply")
     return TaskVector(tensors, provenance(vectors, record, settings))
+
+
+def _check_paradigm(vectors: Sequence[TaskVector], method: MergeMethod) -> None:
+    """One paradigm for all vectors, and one the method is defined for."""
+    paradigms = sorted({str(tv.meta.get("paradigm")) for tv in vectors})
+    if len(paradigms) > 1:
+        raise TaskarithError(f"cannot merge task vectors of different paradigms ({', '.join(paradigms)})")
+    if paradigms[0] in PARADIGMS and paradigms[0] not in method.paradigms:
+        raise TaskarithError(f"{method.label} is not defined for {paradigms[0]} task vectors; it is defined for "
+                             f"the {', '.join(method.paradigms)} paradigms")

@@ -116,8 +116,25 @@ def merges(results: Mapping) -> str:
             "normalized, and the α chosen per seed; n/a marks a method not defined for that paradigm. TIES keeps "
             "each vector's largest entries, elects a sign per entry and averages the entries that agree; DARE drops "
             "entries at random and rescales the rest"
-            + (f" (both keep a share {density:g} of the entries)" if density is not None else "") + ".\n\n"
-            + tables.merges_table(results))
+            + (f" (both keep a share {density:g} of the entries)" if density is not None else "") + ". "
+            + data_methods(results) + "\n\n" + tables.merges_table(results))
+
+
+def data_methods(results: Mapping) -> str:
+    """What the merge methods that read data read, for the methods the run has."""
+    run = {m for entry in results["paradigms"].values() for m in entry["summary"].get("merges", {})}
+    settings = results.get("config", {}).get("eval", {}).get("merge_data", {})
+    text = []
+    if run & {"fisher", "regmean"}:
+        text.append(f"Fisher merging and RegMean read training examples ({settings.get('fisher_examples', '?')} and "
+                    f"{settings.get('regmean_examples', '?')} per task) at each task's fine-tuned weights, so they "
+                    "are n/a for linearized vectors.")
+    if "adamerging" in run:
+        text.append(f"AdaMerging{tables.TRANSDUCTIVE_MARK} is transductive: it learns a coefficient per task and "
+                    f"layer by minimising prediction entropy on the unlabeled test inputs ({settings.get('steps', '?')}"
+                    f" Adam steps at {settings.get('lr', '?')}, batches of {settings.get('batch_size', '?')} per "
+                    "task), and is applied as learned (α = 1).")
+    return " ".join(text)
 
 
 def per_task(results: Mapping) -> str:

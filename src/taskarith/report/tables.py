@@ -91,8 +91,14 @@ def addition_table(results: Mapping) -> str:
     return table(["Method", "Absolute (%)", "Normalized (%)", "α chosen"], rows)
 
 
+TRANSDUCTIVE_MARK = " †"  # the method read the unlabeled test inputs
+
+
 def merge_label(name: str) -> str:
-    return MERGE_METHODS[name].label if name in MERGE_METHODS else name
+    if name not in MERGE_METHODS:
+        return name
+    method = MERGE_METHODS[name]
+    return method.label + (TRANSDUCTIVE_MARK if method.needs == "test-inputs" else "")
 
 
 def has_merges(results: Mapping) -> bool:

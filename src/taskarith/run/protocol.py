@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 from ..evaluate import (absolute_accuracy, choose_alpha, choose_negation_alpha, normalized_accuracy,
                         tied_alphas)
-from ..merge import MERGE_METHODS, merge_vectors
+from ..merge import MERGE_METHODS, MergeData, merge_vectors
 from ..vectors import TaskVector
 from .experiment import SPLITS, Experiment
 
@@ -54,21 +54,21 @@ def alpha_sweep(exp: Experiment, vectors: Sequence[TaskVector], alphas: Sequence
             "absolute": absolute_accuracy(test), "normalized": normalized_accuracy(test, individual["test"])}
 
 
-def evaluate_vectors(exp: Experiment, vectors: Mapping[str, TaskVector]) -> dict:
+def evaluate_vectors(exp: Experiment, vectors: Mapping[str, TaskVector], seed: int = 0) -> dict:
     """Individual accuracy, task addition (one α for the sum, on eval.alphas) and each of `eval.merges` (one α
-    for the merged vector, on the method's own grid)."""
+    for the merged vector, on the method's own grid); `seed` is the run's seed index the vectors belong to."""
     alphas = exp.cfg.eval.alphas
     individual = individual_accuracy(exp, vectors)
     ordered = [vectors[t] for t in exp.tasks]
     result = {"individual": individual,
               "addition": alpha_sweep(exp, ordered, alphas, individual)}
     if exp.cfg.eval.merges:
-        result["merges"] = {name: evaluate_merge(exp, ordered, name, individual) for name in exp.cfg.eval.merges}
+        result["merges"] = {name: evaluate_merge(exp, ordered, name, individual, seed) for name in exp.cfg.eval.merges}
     return result
 
 
 def evaluate_merge(exp: Experiment, ordered: Sequence[TaskVector], name: str,
-                   individual: Mapping[str, Mapping[str, float]]) -> dict:
+                   individual: Mapping[str, Mapping[str, float]], seed: int = 0) -> dict:
     """The method's merged vector scaled on its own grid (eval.merge_alphas, else the registry's), or why the
     method is not defined for these vectors' paradigm."""
     method = MERGE_METHODS[name]
@@ -76,9 +76,21 @@ def evaluate_merge(exp: Experiment, ordered: Sequence[TaskVector], name: str,
     if paradigm not in method.paradigms:
         return {"not_applicable": f"{method.label} is not defined for the {paradigm} paradigm"}
     grid = exp.cfg.eval.merge_alphas.get(name, list(method.alphas))
-    seed = ordered[0].meta.get("train_config", {}).get("seed", 0)
-    merged = merge_vectors(ordered, name, density=exp.cfg.eval.merge_density, seed=seed)
+    merge_seed = ordered[0].meta.get("train_config", {}).get("seed", 0)
+    data = merge_data(exp, seed) if method.needs != "vectors" else None
+    merged = merge_vectors(ordered, name, density=exp.cfg.eval.merge_density, seed=merge_seed, data=data)
     return alpha_sweep(exp, [merged], grid, individual)
+
+
+def merge_data(exp: Experiment, seed: int) -> MergeData:
+    """What the data methods read, task by task in the run's order: seed's training split (Fisher, RegMean)
+    and the unlabeled test inputs (AdaMerging, transductive)."""
+    splits = exp.data(seed)
+    return MergeData(exp.model, [exp.heads[t] for t in exp.tasks],
+                     train_inputs=[splits[t].train.inputs for t in exp.tasks],
+                     train_labels=[splits[t].train.labels for t in exp.tasks],
+                     test_inputs=[splits[t].test.inputs for t in exp.tasks],
+                     settings=exp.cfg.eval.merge_data, progress=exp.progress)
 
 
 def negation_control(exp: Experiment, target: str) -> str:

@@ -33,7 +33,7 @@ def evaluate_stage(exp: Experiment, units: Sequence[Unit], vectors: Mapping[str,
     files = {u.task: unit_vector_file(exp, u) for u in units}
     folder = f"seed{units[0].seed}/{files[units[0].task].parent.parent.name}"
     inputs = stage_inputs(exp, files)
-    result = run_stage(exp, f"{folder}/evaluate", inputs, lambda: evaluate_vectors(exp, vectors))
+    result = run_stage(exp, f"{folder}/evaluate", inputs, lambda: evaluate_vectors(exp, vectors, units[0].seed))
     if exp.cfg.eval.negation and len(exp.tasks) > 1:
         result["negation"] = run_stage(exp, f"{folder}/negate", {**inputs, "pretrained": pretrained},
                                        lambda: negate_each(exp, vectors, pretrained))
