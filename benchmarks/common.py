@@ -16,7 +16,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from taskarith.data import load_task  # noqa: E402
-from taskarith.finetune.selection import select  # noqa: E402
+from taskarith.training.selection import select  # noqa: E402
 from taskarith.models import TextEncoder  # noqa: E402
 from taskarith.models.heads import zero_shot_head  # noqa: E402
 from taskarith.resources import keep_freed_memory  # noqa: E402

@@ -14,7 +14,7 @@ from torch.func import jvp
 
 import common
 from taskarith.evaluate import accuracy_table, make_evalset
-from taskarith.finetune.selection import select
+from taskarith.training.selection import select
 from taskarith.vectors import TaskVector
 
 ALPHAS = [round(0.05 * i, 2) for i in range(21)]

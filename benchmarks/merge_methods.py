@@ -8,7 +8,11 @@ discarded, and each rule's figure is its median round. Peak memory is measured i
 per rule with the kernel's resident-set high-water mark (VmHWM, via taskarith.resources; tracemalloc
 does not see torch's allocations): it is reset once the stacked inputs are built, so the figure is the
 memory the merge needs on top of its inputs, its output included. `--randomized` also times TSV-M with
-its randomized top-k SVD turned on (spectral.RANDOMIZED_SHARE = 0.25). Ends with one JSON line.
+its randomized top-k SVD turned on (spectral.RANDOMIZED_SHARE = 0.25). Two floors are timed beside the
+rules, the first step of the cheapest exact route we know (the Gram matrix AᵀA on the small side, then its
+eigendecomposition): each task's Gram matrix of every 2-D weight (`floor:every_task_gram`, what TSV-M and
+Iso-CTS decompose) and the Gram matrix of the sum (`floor:sum_gram`, what Iso-C decomposes). Ends with one
+JSON line.
 
 On a machine with more runnable threads than cores, OpenMP's default spin-waiting can make each LAPACK
 call (SVD, eigh) about 100× slower (a 384×384 SVD: ~4.8 s instead of ~40 ms on 2 shared cores); run with
@@ -31,11 +35,30 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from taskarith.merge import rules, spectral  # noqa: E402
+from taskarith.merging import rules, spectral  # noqa: E402
+
+def every_task_gram(stack: torch.Tensor, **_) -> torch.Tensor:
+    """A floor, not a rule: each task's Gram matrix on the small side of every 2-D weight (AᵀA or AAᵀ), the
+    first step of an exact SVD of every task's matrices by the Gram route; other tensors are averaged, as the
+    rules do."""
+    if stack.ndim != 3:
+        return stack.mean(dim=0)
+    return stack.mT @ stack if stack.shape[1] >= stack.shape[2] else stack @ stack.mT
+
+
+def sum_gram(stack: torch.Tensor, **_) -> torch.Tensor:
+    """A floor, not a rule: the Gram matrix of the sum of every 2-D weight, the first step of Iso-C's SVD by
+    the Gram route."""
+    if stack.ndim != 3:
+        return stack.mean(dim=0)
+    total = stack.sum(dim=0)
+    return total.T @ total if total.shape[0] >= total.shape[1] else total @ total.T
+
 
 RULES: dict[str, Callable[..., torch.Tensor]] = {
     "task_arithmetic": rules.task_arithmetic, "ties": rules.ties, "dare": rules.dare, "dare_ties": rules.dare_ties,
     "tsv_m": spectral.tsv_m, "iso_c": spectral.iso_c, "iso_cts": spectral.iso_cts,
+    "floor:every_task_gram": every_task_gram, "floor:sum_gram": sum_gram,
 }
 RANDOMIZED = "tsv_m:randomized"  # TSV-M with its randomized top-k, where that pays
 RANDOMIZED_SHARE = 0.25

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import common
 from taskarith.config import TrainConfig
-from taskarith.finetune.trainer import Trainable, make_optimizer, training_step
+from taskarith.training.trainer import Trainable, make_optimizer, training_step
 from taskarith.paradigms import resolve_paradigm
 from taskarith.models import TextEncoder
 from taskarith.resources import keep_freed_memory

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from taskarith.cli import app
 from taskarith.errors import TaskarithError
-from taskarith.finetune.selection import select
+from taskarith.training.selection import select
 from taskarith.vectors import TaskVector
 
 from conftest import make_tiny_encoder

@@ -44,7 +44,7 @@ def tiny_bert_config(vocab_size: int = 64):
 @contextlib.contextmanager
 def interrupted_after(steps: int):
     """Fine-tuning inside the block stops as Ctrl-C would stop it, after `steps` optimizer steps."""
-    import taskarith.finetune.trainer as trainer
+    import taskarith.training.trainer as trainer
 
     real, taken = trainer.training_step, []
 

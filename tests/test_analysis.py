@@ -16,8 +16,8 @@ from taskarith.analysis.kernel import posthoc_linear
 from taskarith.analysis.similarity import similarity
 from taskarith.errors import TaskarithError
 from taskarith.evaluate import make_evalset, sweep
-from taskarith.finetune.linearize import base_params, linearized_represent
-from taskarith.finetune.selection import select
+from taskarith.training.linearize import base_params, linearized_represent
+from taskarith.training.selection import select
 from taskarith.paradigms import resolve_paradigm
 from taskarith.vectors import TaskVector
 

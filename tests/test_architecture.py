@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "taskarith"
 # → report. A module may import from its own layer's package or from lower layers; report and run share a layer and
 # never import each other (the report is drawn from results.json alone).
 LAYERS = [
-    {"errors", "__init__"},  # the shared groundwork, itself in layers
+    {"errors", "version"},  # the shared groundwork, itself in layers
     {"safety", "resources", "safe_yaml"},
     {"lock"},
     {"atomic", "tensor_files"},
@@ -24,13 +24,14 @@ LAYERS = [
     {"config"},
     {"data", "models"},
     {"vectors"},  # the task-vector type that fine-tuning produces and everything after it reads
-    {"finetune"},
-    {"merge", "evaluate"},
-    {"analysis"},
+    {"training"},
+    {"merging", "evaluate", "extraction"},
+    {"analysis", "recipes"},
     {"run", "report"},
-    {"analyze_command"},
+    {"analyze_command", "vector_command"},
     {"cli"},
-    {"__main__"},
+    {"api"},  # the notebook surface over every layer
+    {"__main__", "__init__"},  # the package's public names, each loaded on first use
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

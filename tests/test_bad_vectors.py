@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from taskarith.cli import app
 from taskarith.config import TrainConfig
 from taskarith.errors import TaskarithError
-from taskarith.finetune.trainer import TrainingJob, finetune
+from taskarith.training.trainer import TrainingJob, finetune
 from taskarith.paradigms import resolve_paradigm
 from taskarith.tensor_files import read_safetensors
 from taskarith.vectors import TaskVector

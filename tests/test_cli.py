@@ -86,7 +86,7 @@ def test_tasks_escapes_control_characters(monkeypatch):
 
 def test_group_help_says_what_each_group_does():
     vector = CliRunner().invoke(app, ["vector", "--help"], env=ENV).stdout
-    assert "Inspect and merge task vectors." in vector
+    assert "Inspect, merge and extract task vectors." in vector
     info = CliRunner().invoke(app, ["vector", "info", "--help"], env=ENV).stdout
     assert "A task vector file" in info
     data = CliRunner().invoke(app, ["data", "--help"], env=ENV).stdout

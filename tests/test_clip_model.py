@@ -55,8 +55,8 @@ def test_inputs_paths_pil_and_arrays_agree(tmp_path):
 
 
 def test_linearization_through_the_vision_tower_matches_a_finite_difference():
-    from taskarith.finetune.linearize import linearized_represent
-    from taskarith.finetune.selection import select
+    from taskarith.training.linearize import linearized_represent
+    from taskarith.training.selection import select
 
     family = clip_family()
     family.net.double()

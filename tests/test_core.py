@@ -7,10 +7,10 @@ import torch
 
 from taskarith.config import TrainConfig
 from taskarith.errors import TaskarithError
-from taskarith.finetune.linearize import base_params, linearized_represent
-from taskarith.finetune.selection import select
+from taskarith.training.linearize import base_params, linearized_represent
+from taskarith.training.selection import select
 from taskarith.evaluate import EvalSet, sweep
-from taskarith.finetune.trainer import Trainable, TrainingJob, finetune
+from taskarith.training.trainer import Trainable, TrainingJob, finetune
 from taskarith.paradigms import resolve_paradigm
 from taskarith.vectors import TaskVector, applied_in_place, combine
 
@@ -245,7 +245,7 @@ def test_nan_loss_stops_with_the_step(encoder, toy_task, tmp_path):
 
 
 def test_batches_are_deterministic_cover_each_epoch_and_bucket_by_length():
-    from taskarith.finetune.batches import batch_indices
+    from taskarith.training.batches import batch_indices
 
     lengths = [(i * 37) % 101 for i in range(64)]
     epoch = [batch_indices(64, 8, 3, s, lengths) for s in range(8)]

@@ -8,8 +8,8 @@ import torch
 
 from taskarith.config import TrainConfig
 from taskarith.evaluate import accuracies, combo_basis, make_evalset, sweep
-from taskarith.finetune.linearize import base_params, linearized_represent
-from taskarith.finetune.trainer import TrainingJob, finetune
+from taskarith.training.linearize import base_params, linearized_represent
+from taskarith.training.trainer import TrainingJob, finetune
 from taskarith.paradigms import resolve_paradigm
 from taskarith.vectors import applied_in_place, combine
 

@@ -7,8 +7,8 @@ import torch
 
 from taskarith.config import TrainConfig
 from taskarith.errors import TaskarithError
-from taskarith.finetune.selection import select
-from taskarith.finetune.trainer import TrainingJob, finetune
+from taskarith.training.selection import select
+from taskarith.training.trainer import TrainingJob, finetune
 from taskarith.paradigms import resolve_paradigm
 from taskarith.vectors import TaskVector, applied_in_place, combine
 

@@ -8,9 +8,9 @@ import torch
 from conftest import tiny_config
 
 from taskarith.errors import TaskarithError
-from taskarith.merge import (MERGE_METHODS, dare, magnitude_prune, merge_vectors, random_prune, sign_elect,
+from taskarith.merging import (MERGE_METHODS, dare, magnitude_prune, merge_vectors, random_prune, sign_elect,
                              task_arithmetic, tensors_sha256, ties, weight_averaging)
-from taskarith.merge.rules import disjoint_mean
+from taskarith.merging.rules import disjoint_mean
 from taskarith.vectors import TaskVector
 
 META = {"base_hash": "h", "base_model": "m", "paradigm": "nonlinear"}

@@ -11,10 +11,10 @@ from conftest import make_tiny_encoder
 
 from taskarith.config import MergeDataConfig
 from taskarith.errors import TaskarithError
-from taskarith.merge import MergeData, merge_vectors
-from taskarith.merge.adamerging import coefficient_sum, entropy, layer_coefficients
-from taskarith.merge.fisher import diagonal_fisher, fisher_weighted
-from taskarith.merge.regmean import gram_matrices, regmean
+from taskarith.merging import MergeData, merge_vectors
+from taskarith.merging.adamerging import coefficient_sum, entropy, layer_coefficients
+from taskarith.merging.fisher import diagonal_fisher, fisher_weighted
+from taskarith.merging.regmean import gram_matrices, regmean
 from taskarith.models.heads import zero_shot_head
 from taskarith.vectors import TaskVector
 
@@ -142,7 +142,7 @@ def test_coefficient_sum_and_entropy_by_hand():
 
 
 def _merged_entropy(encoder, vectors, heads, coefficients, linear):
-    from taskarith.finetune.linearize import base_params, linearized_represent
+    from taskarith.training.linearize import base_params, linearized_represent
 
     tau = {n: coefficient_sum(torch.stack([tv.tensors[n] for tv in vectors]), statistic=coefficients[n])
            for n in vectors[0].tensors}
@@ -206,3 +206,40 @@ def test_data_methods_refuse_what_they_cannot_merge(tokenizer, name, data, parad
                                                      train_labels=[[0] * len(t) for t in train])
     with pytest.raises(TaskarithError, match=message.replace("(", r"\(").replace(")", r"\)")):
         merge_vectors(vectors, name, data=merge_data)
+
+
+def _family_case(kind: str):
+    if kind == "clip":
+        from clip_builders import clip_family, digit_images
+
+        model = clip_family()
+        return model, model.zero_shot_head(["zero", "one", "two"], ["a photo of {}."]), digit_images(4)
+    from test_t5 import sst2_prompts, t5_family
+
+    model = t5_family()
+    prompts = sst2_prompts()
+    return model, model.zero_shot_head(["negative", "positive"], ["{}"]), prompts + prompts
+
+
+@pytest.mark.parametrize("kind", ["clip", "t5"])
+def test_data_methods_merge_every_family(kind):
+    from taskarith.training.selection import select
+
+    model, head, inputs = _family_case(kind)
+    names = select(model.net, "attention").names
+    vectors = _vectors(model, 2, "attention", names=names, scale=0.02)
+    settings = MergeDataConfig(fisher_examples=2, regmean_examples=4, batch_size=2, steps=2)
+    data = MergeData(model, [head, head], train_inputs=[inputs, inputs], train_labels=[[0] * 4, [1] * 4],
+                     test_inputs=[inputs, inputs], settings=settings)
+    for name in ("fisher", "regmean", "adamerging"):
+        merged = merge_vectors(vectors, name, data=data)
+        assert set(merged.tensors) == set(names) and all(torch.isfinite(t).all() for t in merged.tensors.values())
+
+
+def test_progress_bars_name_the_task_vector(tokenizer, capsys):
+    encoder, head = _tiny(tokenizer)
+    tv = _vectors(encoder, 1)[0]
+    diagonal_fisher(encoder, tv, head, TEXTS, indices=[0], progress=True)
+    gram_matrices(encoder, tv, TEXTS, indices=[0], batch_size=1, progress=True)
+    err = capsys.readouterr().err
+    assert "Fisher t0/nonlinear" in err and "RegMean t0/nonlinear" in err and "TaskVector(" not in err

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from taskarith.cli import app
 from taskarith.config import MergeDataConfig
-from taskarith.merge import BASELINE, MERGE_METHODS, NEEDS, dare, dare_ties, merge_vectors, ties
+from taskarith.merging import BASELINE, MERGE_METHODS, NEEDS, dare, dare_ties, merge_vectors, ties
 from taskarith.paradigms import PARADIGMS
 from taskarith.vectors import TaskVector
 

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from conftest import tiny_config
 
-import taskarith.merge.methods as methods
+import taskarith.merging.methods as methods
 from taskarith.errors import TaskarithError
 from taskarith.report import load_results, write_report
 from taskarith.run import run_experiment

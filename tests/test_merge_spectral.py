@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from taskarith.errors import TaskarithError
-from taskarith.merge import spectral
-from taskarith.merge.spectral import cts_split, iso_c, iso_cts, top_svd, tsv_m, tsv_rank
+from taskarith.merging import spectral
+from taskarith.merging.spectral import cts_split, iso_c, iso_cts, top_svd, tsv_m, tsv_rank
 
 RULES = [tsv_m, iso_c, iso_cts]
 

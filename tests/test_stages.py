@@ -21,7 +21,8 @@ QUIET = {"progress": False, "log": lambda *_: None}
 def _counting(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = stages.evaluate_vectors
-    monkeypatch.setattr(stages, "evaluate_vectors", lambda exp, vectors: calls.append("eval") or real(exp, vectors))
+    monkeypatch.setattr(stages, "evaluate_vectors",
+                        lambda exp, vectors, seed=0: calls.append("eval") or real(exp, vectors, seed))
     return calls
 
 

@@ -120,7 +120,7 @@ def test_bf16_precision_reaches_the_scorer():
 
 
 def test_attention_preset_covers_self_and_cross_attention():
-    from taskarith.finetune.selection import select
+    from taskarith.training.selection import select
 
     sel = select(tiny_t5(), "attention")
     assert sel.count == 4 * D_MODEL ** 2 * (ENC_LAYERS + 2 * DEC_LAYERS)
@@ -130,8 +130,8 @@ def test_attention_preset_covers_self_and_cross_attention():
 
 @pytest.mark.parametrize("preset", ["attention", "full"])
 def test_jvp_through_encoder_decoder_matches_a_finite_difference(preset):
-    from taskarith.finetune.linearize import linearized_represent
-    from taskarith.finetune.selection import select
+    from taskarith.training.linearize import linearized_represent
+    from taskarith.training.selection import select
 
     family = t5_family(dtype=torch.float64)
     batch = family.collate(sst2_prompts())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -10,9 +9,10 @@ from typing import List, Optional
 import typer
 
 from .analyze_command import analyze_app
-from .errors import TaskarithError, one_line, printable, quote
-from .finetune.selection import PRESETS
-from .merge.methods import MERGE_METHODS
+from .vector_command import vector_app
+from .errors import TaskarithError, one_line, printable
+from .training.selection import PRESETS
+from .merging.methods import MERGE_METHODS
 from .paradigms import PARADIGMS
 
 
@@ -40,7 +40,6 @@ class _Group(typer.core.TyperGroup):
 
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Task arithmetic: fine-tune, build task vectors, merge, evaluate and explain.")
-vector_app = typer.Typer(no_args_is_help=True, help="Inspect and merge task vectors.")
 data_app = typer.Typer(no_args_is_help=True, help="Fetch the archives behind the embedded tasks.")
 app.add_typer(vector_app, name="vector")
 app.add_typer(data_app, name="data")
@@ -115,7 +114,7 @@ def finetune(
     trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Fine-tune one task under one paradigm and write its task vector (resumes if interrupted)."""
-    from .finetune.trainer import TrainingJob, finetune as run_finetune
+    from .training.trainer import TrainingJob, finetune as run_finetune
     from .paradigms import resolve_paradigm
     from .data import resolve_task
     from .models import load_model
@@ -136,43 +135,9 @@ def finetune(
     _echo(out / "vector.safetensors")
 
 
-@vector_app.command("merge")
-def vector_merge(
-    paths: List[Path] = typer.Argument(..., help="Task vectors of one base and paradigm."),
-    method: str = typer.Option("ties", "--method", "--rule", help=" | ".join(MERGE_METHODS) + " (see `taskarith "
-                               "merges`; --rule is the old name)."),
-    weights: Optional[str] = typer.Option(None, help="One weight per vector, comma-separated, e.g. 1,0.5."),
-    density: float = typer.Option(0.2, help="Share of entries TIES and DARE keep."),
-    seed: int = typer.Option(0, help="Seed of DARE's random drops."),
-    majority_sign: str = typer.Option("total", help="How TIES elects each entry's sign: total (the summed values) "
-                                      "| frequency (the summed signs)."),
-    out: Path = typer.Option(..., help="Where to write the merged task vector (.safetensors)."),
-) -> None:
-    """Merge task vectors into one with a data-free method (apply it with one α like any task vector)."""
-    from .merge import check_merge, merge_vectors
-    from .vectors import TaskVector
-
-    settings = {"density": density, "seed": seed, "weights": _weights(weights), "majority_sign_method": majority_sign}
-    check_merge(method, len(paths), **settings)  # a mistyped method or setting fails before the vectors are read
-    merged = merge_vectors([TaskVector.load(p) for p in paths], method, **settings)
-    merged.save(out)
-    _echo(f"{merged.meta['task']}: norm {merged.norm():.6g}")
-    _echo(out)
-
-
-def _weights(text: Optional[str]) -> Optional[list[float]]:
-    """--weights 1,0.5 as numbers."""
-    if text is None:
-        return None
-    try:
-        return [float(w) for w in text.split(",")]
-    except ValueError:
-        raise TaskarithError(f"--weights takes comma-separated numbers, e.g. 1,0.5; got {quote(text)}") from None
-
-
 def _merge_lines(method) -> list[str]:
     """One method as a short block within 100 columns: label and reference, inputs, paradigms, default grid."""
-    from .merge import NEEDS
+    from .merging import NEEDS
 
     grid = [f"{a:g}" for a in method.alphas]
     return [f"{method.name}: {method.label} ({method.reference})", f"  needs: {NEEDS[method.needs]}",
@@ -182,29 +147,23 @@ def _merge_lines(method) -> list[str]:
 
 
 @app.command()
+def merge(recipe: Path = typer.Argument(..., help="A merge recipe (YAML): base, inputs, method, α."),
+          out: Path = typer.Option(..., help="The HF folder to create; it must not exist yet.")) -> None:
+    """Merge task vectors or fine-tuned checkpoints as a recipe says, into an HF model folder."""
+    from .recipes import load_recipe, merge_recipe
+    from .safety import read_text
+
+    spec, folder = load_recipe(recipe)
+    done = merge_recipe(spec, folder, out, recipe_text=read_text(recipe), progress=True)
+    _echo(done)
+
+
+@app.command()
 def merges() -> None:
     """List the merge methods with their references, the inputs they need, paradigms and default α grids."""
     for method in MERGE_METHODS.values():
         for line in _merge_lines(method):
             _echo(line)
-
-
-@vector_app.command("info")
-def vector_info(path: Path = typer.Argument(..., help="A task vector file (.safetensors)."),
-                as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON.")) -> None:
-    """Show a task vector's metadata, size and norm."""
-    from .vectors import TaskVector
-
-    tv = TaskVector.load(path)
-    if as_json:
-        typer.echo(json.dumps(tv.meta, indent=2))  # JSON escapes every control character itself
-        return
-    _echo(path)
-    for key in ("task", "paradigm", "preset", "base_model", "base_hash", "taskarith_version"):
-        _echo(f"  {key:18} {tv.meta.get(key)}")
-    _echo(f"  {'tensors':18} {len(tv.tensors)}")
-    _echo(f"  {'parameters':18} {tv.numel():,}")
-    _echo(f"  {'norm':18} {tv.norm():.6g}")
 
 
 def _wrap_items(head: str, items: list[str], width: int = 80) -> list[str]:

@@ -102,7 +102,7 @@ class EvalConfig(_Strict):
     negation: bool = True
     negation_control: str | None = None
     negation_keep: float = Field(0.95, gt=0, le=1)
-    # merge methods compared with the plain sum, by their names in merge.MERGE_METHODS (checked by the run)
+    # merge methods compared with the plain sum, by their names in merging.MERGE_METHODS (checked by the run)
     merges: list[str] = Field(default_factory=list)
     merge_density: float = Field(0.2, gt=0, le=1)  # share of entries TIES and DARE keep
     # a method's own α grid, replacing the registry's default for it

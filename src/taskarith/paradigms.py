@@ -17,7 +17,7 @@ class Paradigm:
     name: str
     label: str  # how tables and figures name it
     linear: bool
-    preset: str  # which parameters it trains (finetune.selection.PRESETS, or regex:PATTERN)
+    preset: str  # which parameters it trains (training.selection.PRESETS, or regex:PATTERN)
     marker: str = "D"  # how figures draw it (matplotlib)
     color: str = "tab:purple"
 

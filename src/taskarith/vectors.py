@@ -13,7 +13,7 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .atomic import save_safetensors
 from .errors import TaskarithError, clip
 from .models.base import Model

@@ -11,7 +11,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..merge.methods import BASELINE, MERGE_METHODS
+from ..merging.methods import BASELINE, MERGE_METHODS
 from ..paradigms import PARADIGMS
 
 DASH = "—"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ..finetune.selection import select
+from ..training.selection import select
 from ..paradigms import PARADIGMS
 from .experiment import Experiment
 from .stages import run_entry

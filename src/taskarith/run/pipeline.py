@@ -9,9 +9,9 @@ from pathlib import Path
 from ..atomic import remove_temp_files, write_json
 from ..config import EvalConfig, ExperimentConfig
 from ..errors import TaskarithError, quote
-from ..finetune.selection import select
+from ..training.selection import select
 from ..lock import run_lock
-from ..merge.methods import BASELINE, MERGE_METHODS
+from ..merging.methods import BASELINE, MERGE_METHODS
 from ..paradigms import PARADIGMS
 from .analyses import resolve_pair, run_analyses
 from .experiment import Experiment, Log

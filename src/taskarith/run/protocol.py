@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 from ..evaluate import (absolute_accuracy, choose_alpha, choose_negation_alpha, normalized_accuracy,
                         tied_alphas)
-from ..merge import MERGE_METHODS, MergeData, merge_vectors
+from ..merging import MERGE_METHODS, MergeData, merge_vectors
 from ..vectors import TaskVector
 from .experiment import SPLITS, Experiment
 

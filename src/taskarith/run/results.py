@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Mapping
 
-from .. import __version__
+from ..version import __version__
 from .experiment import Experiment
 
 RESULTS_SCHEMA = 1

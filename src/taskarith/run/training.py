@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..finetune.trainer import TrainingJob, finetune
+from ..training.trainer import TrainingJob, finetune
 from ..paradigms import resolve_paradigm
 from ..safety import check_name, is_plain_name
 from ..vectors import TaskVector

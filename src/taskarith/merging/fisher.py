@@ -37,7 +37,7 @@ def diagonal_fisher(model: Model, tv: TaskVector, head: torch.Tensor, inputs: Se
     params = {n: p.requires_grad_(True) for n, p in weights_at(model, tv).items()}
     names = list(params)
     total = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params.items()}
-    progress_bar = tqdm(total=len(indices), desc=f"Fisher {tv.label}", disable=not progress, leave=False)
+    progress_bar = tqdm(total=len(indices), desc=f"Fisher {tv.label()}", disable=not progress, leave=False)
     with frozen(model), progress_bar:
         for batch in batches(model, inputs, indices, 1):
             log_probs = torch.log_softmax(model.logits(model.represent(batch, params), head), dim=-1)[0]

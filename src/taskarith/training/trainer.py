@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .. import __version__
+from ..version import __version__
 from ..config import TrainConfig
 from ..errors import TaskarithError
 from ..models.base import Model

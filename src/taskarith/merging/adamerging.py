@@ -15,8 +15,8 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..finetune.batches import batch_indices
-from ..finetune.linearize import base_params, linearized_represent
+from ..training.batches import batch_indices
+from ..training.linearize import base_params, linearized_represent
 from ..vectors import TaskVector
 from .data import MergeData, frozen
 

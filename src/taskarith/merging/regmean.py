@@ -68,7 +68,7 @@ def gram_matrices(model: Model, tv: TaskVector, inputs: Sequence, *, indices: Se
     params = weights_at(model, tv)
     try:
         with torch.no_grad():
-            for batch in tqdm(batches(model, inputs, indices, batch_size), desc=f"RegMean {tv.label}",
+            for batch in tqdm(batches(model, inputs, indices, batch_size), desc=f"RegMean {tv.label()}",
                               total=-(-len(indices) // batch_size), disable=not progress, leave=False):
                 attention = batch.get("attention_mask")
                 mask[0] = attention.bool() if attention is not None else None

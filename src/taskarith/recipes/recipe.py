@@ -1,0 +1,90 @@
+"""A merge recipe: a small validated YAML naming the base model, the inputs (task vector files or fine-tuned
+checkpoints, each with an optional weight), a data-free method with its settings, and α.
+
+    base: path/to/base-model          # an HF folder
+    method: ties                      # any data-free method of `taskarith merges`
+    density: 0.2
+    alpha: 1.0
+    preset: full                      # what a checkpoint input contributes (extracted on the fly)
+    inputs:
+      - vector: sms.safetensors
+      - checkpoint: path/to/finetuned
+        weight: 0.5
+
+Relative paths are read from the recipe's own folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import TaskarithError, one_line
+from ..safe_yaml import load_yaml
+from ..safety import read_text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+
+class RecipeInput(_Strict):
+    vector: str | None = None  # a taskarith task vector file
+    checkpoint: str | None = None  # a fine-tuned HF folder of the base's architecture
+    weight: float | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RecipeInput":
+        if (self.vector is None) == (self.checkpoint is None):
+            raise ValueError("give exactly one of vector: or checkpoint:")
+        return self
+
+
+class Recipe(_Strict):
+    base: str
+    inputs: list[RecipeInput] = Field(min_length=1)
+    method: str = "task_arithmetic"
+    alpha: float = Field(1.0, ge=-4, le=4)
+    preset: str = "full"
+    density: float = Field(0.2, gt=0, le=1)
+    seed: int = Field(0, ge=0, lt=2**63)
+    majority_sign_method: Literal["total", "frequency"] = "total"
+    common_share: float = Field(0.8, ge=0, le=1)
+    max_shard_bytes: int = Field(5 * 10**9, gt=0)  # save_pretrained's default shard size, 5 GB
+
+    def weights(self) -> list[float] | None:
+        given = [i.weight for i in self.inputs]
+        if all(w is None for w in given):
+            return None
+        return [1.0 if w is None else w for w in given]
+
+
+def load_recipe(path: str | os.PathLike) -> tuple[Recipe, Path]:
+    """The validated recipe and the folder its relative paths are read from."""
+    path = Path(path)
+    text = read_text(path)
+    try:
+        tree = load_yaml(text)
+    except Exception as e:  # the safe loader raises several YAML error types
+        raise TaskarithError(f"{path}: not valid YAML ({one_line(str(e))})") from None
+    if not isinstance(tree, dict):
+        raise TaskarithError(f"{path}: a recipe is a mapping of keys (base, inputs, method, ...)")
+    try:
+        recipe = Recipe.model_validate(tree)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "recipe"
+        raise TaskarithError(f"{path}: {where}: {err['msg']}") from None
+    return recipe, path.resolve().parent
+
+
+def resolve(folder: Path, name: str, what: str) -> Path:
+    """A path named by the recipe: ~ expanded, relative to the recipe's folder, and existing."""
+    target = Path(os.path.expanduser(name))
+    target = target if target.is_absolute() else folder / target
+    if not target.exists():
+        raise TaskarithError(f"{what} {name!r}: no such file or folder ({target})")
+    return target
