@@ -62,7 +62,11 @@ def child(kind: str, method: str, root: Path, out: Path) -> None:
         naive(method, root, out)
     else:
         mergekit(method, root, out)
-    print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss": peak_rss()}))
+    import resource
+
+    # mergekit-yaml runs as a child of this process: its peak is the children's
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss": max(peak_rss(), children)}))
 
 
 def naive(method: str, root: Path, out: Path) -> None:
@@ -88,8 +92,9 @@ def naive(method: str, root: Path, out: Path) -> None:
 
 def mergekit(method: str, root: Path, out: Path) -> None:
     models = [{"model": str(root / f"ft{t}"), "parameters": {"weight": 1.0, **METHODS[method]}} for t in range(TASKS)]
-    config = {"merge_method": method, "base_model": str(root / "base"), "models": models, "dtype": "float32",
-              "parameters": {"normalize": False}}
+    # mergekit's defaults match ours: task_arithmetic sums; ties keeps int(density·n) per tensor, elects the
+    # sign by the summed values and divides by the agreeing vectors' summed weights (1 each)
+    config = {"merge_method": method, "base_model": str(root / "base"), "models": models, "dtype": "float32"}
     path = out.parent / f"{out.name}.yml"
     path.write_text(json.dumps(config))
     subprocess.run(["mergekit-yaml", str(path), str(out), "--lazy-unpickle"], check=True, capture_output=True)
@@ -123,6 +128,7 @@ def max_difference(a: str, b: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
     ap.add_argument("--child")
     ap.add_argument("--method")
     ap.add_argument("--root")
@@ -133,7 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         root = Path(tmp)
         build(root, args.layers)
-        rows = {m: {k: measure(k, m, root) for k in kinds} for m in METHODS}
+        rows = {m: {k: measure(k, m, root) for k in kinds} for m in args.methods.split(",")}
         result = {"benchmark": "merge_export", "tasks": TASKS, "layers": args.layers, "mergekit": "mergekit" in kinds,
                   "bytes_per_model": sum(f.stat().st_size for f in (root / "base").glob("*.safetensors"))}
         for m, row in rows.items():

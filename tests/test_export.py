@@ -167,6 +167,8 @@ def test_refusals_are_one_line(models, tmp_path):
                {"base_hash": other.fingerprint(), "paradigm": "nonlinear"}).save(tmp_path / "foreign.safetensors")
     vector = {"vector": models["vectors"][0]}
     (tmp_path / "exists").mkdir()
+    cut = tmp_path / "cut.safetensors"  # a vector file whose last tensor runs past its end
+    cut.write_bytes(open(models["vectors"][0], "rb").read()[:-100])
     linked = tmp_path / "linked-base"  # a base whose config is a link: not followed, so not copied
     linked.mkdir()
     for f in os.listdir(models["base"]):
@@ -186,6 +188,7 @@ def test_refusals_are_one_line(models, tmp_path):
         ({"inputs": [vector, {"checkpoint": models["tuned"][0]}], "preset": "attention"}, "o7",
          "covers other parameters than"),
         ({"inputs": [vector], "base": str(linked)}, "o8", "no config.json as a regular file"),
+        ({"inputs": [{"vector": str(cut)}]}, "o9", "cut.safetensors: tensor"),
     ]:
         recipe = _recipe(tmp_path, **({"base": models["base"]} | fields))
         result = _merge(recipe, tmp_path / out)
