@@ -13,7 +13,7 @@ import yaml
 
 from .config import validate
 from .recipes import Recipe, merge_recipe
-from .extraction import extract_vector
+from .extraction import extract_vector, load_weights
 from .merging import merge_vectors
 from .models import load_model as _load_configured
 from .models.base import Model
@@ -29,7 +29,7 @@ def load_model(name: str, family: str = "text-encoder", **options) -> Model:
 def extract(base: Model | str, finetuned: Model | str, preset: str = "full", *, family: str = "text-encoder",
             task: str | None = None) -> TaskVector:
     """τ = θ_ft − θ0 over a preset's parameters (see `taskarith vector extract`)."""
-    base, finetuned = (m if isinstance(m, Model) else load_model(m, family, max_length=1) for m in (base, finetuned))
+    base, finetuned = (m if isinstance(m, Model) else load_weights(m, family) for m in (base, finetuned))
     return extract_vector(base, finetuned, preset, family=family, task=task).vector
 
 

@@ -76,17 +76,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Remove temp files of earlier writes of `path` whose writer process has died."""
-    prefix = f".{path.name}."
+def stale_entries(path: Path, suffix: str) -> list[os.DirEntry]:
+    """The entries `.NAME.PID.…SUFFIX` beside `path` (NAME its name) left by writers whose process has died."""
+    prefix, stale = f".{path.name}.", []
     with os.scandir(path.parent) as entries:
         for entry in entries:
-            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            if not (entry.name.startswith(prefix) and entry.name.endswith(suffix)):
                 continue
             pid = entry.name[len(prefix):].split(".", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)  # unlinks a planted link itself, never its target
+                stale.append(entry)
+    return stale
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove temp files of earlier writes of `path` whose writer process has died."""
+    for entry in stale_entries(path, ".tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)  # unlinks a planted link itself, never its target
 
 
 def fsync_dir(folder: Path) -> None:

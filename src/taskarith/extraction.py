@@ -23,6 +23,16 @@ from .safety import require_regular
 from .vectors import FLOAT_DTYPES, TaskVector
 
 
+def load_weights(name: str, family: str, *, trust_pickle: bool = False) -> Model:
+    """A model to extract from, on the CPU. max_length 1: extraction never tokenizes, and the least length
+    passes any model's position check."""
+    from .config import validate
+    from .models import load_model
+
+    settings = {"family": family, "name": name, "device": "cpu", "max_length": 1, "trust_pickle": trust_pickle}
+    return load_model(validate({"model": settings}, name).model)
+
+
 @dataclass(frozen=True)
 class Extracted:
     """The vector, and the share of the fine-tune's change (squared norm) that the preset left out."""

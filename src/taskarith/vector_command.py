@@ -85,16 +85,11 @@ def vector_extract(
     out: Path = typer.Option(..., help="Where to write the task vector (.safetensors)."),
 ) -> None:
     """Extract the task vector θ_ft − θ0 of any fine-tune, over a preset's parameters."""
-    from .config import validate
-    from .extraction import extract_vector
+    from .extraction import extract_vector, load_weights
     from .training.selection import patterns_for
-    from .models import load_model
 
     patterns_for(preset)  # a mistyped preset fails before either model loads
-    # max_length 1: extraction never tokenizes, and the least length passes any model's position check
-    models = [load_model(validate({"model": {"family": family, "name": name, "device": "cpu", "max_length": 1,
-                                             "trust_pickle": trust_pickle}}, "--base/--finetuned").model)
-              for name in (base, finetuned)]
+    models = [load_weights(name, family, trust_pickle=trust_pickle) for name in (base, finetuned)]
     extracted = extract_vector(*models, preset, family=family, task=task)
     if extracted.changed_outside:
         _warn(f"warning: the fine-tune changed {extracted.changed_outside} parameter(s) outside preset {preset!r}; "

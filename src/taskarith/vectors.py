@@ -142,19 +142,7 @@ class TaskVector:
         from .tensor_files import read_safetensors
 
         tensors, header = read_safetensors(path)
-        if _META_KEY not in header:
-            raise TaskarithError(f"{path}: not a taskarith task vector (no '{_META_KEY}' metadata)")
-        try:
-            meta = json.loads(header[_META_KEY])
-        except json.JSONDecodeError as e:
-            raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({e.msg})") from e
-        except RecursionError as e:  # the parser recurses once per nesting level
-            raise TaskarithError(f"{path}: task-vector metadata is nested too deeply") from e
-        except ValueError as e:  # an integer of over 4,300 digits
-            raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({clip(str(e))})") from e
-        if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
-            got = meta.get("schema") if isinstance(meta, dict) else None
-            raise TaskarithError(f"{path}: task-vector schema {got!r} is not supported (expected {SCHEMA_VERSION})")
+        meta = vector_meta(path, header)
         if not tensors:
             raise TaskarithError(f"{path}: the task vector holds no tensors")
         for n, t in tensors.items():
@@ -164,6 +152,24 @@ class TaskVector:
             if not torch.isfinite(t).all():
                 raise TaskarithError(f"{path}: tensor {n!r} holds NaN or Inf")
         return cls(tensors, meta)
+
+
+def vector_meta(path: str | Path, header: Mapping[str, str]) -> dict:
+    """A task vector file's metadata from its safetensors header, checked: present, JSON, a known schema."""
+    if _META_KEY not in header:
+        raise TaskarithError(f"{path}: not a taskarith task vector (no '{_META_KEY}' metadata)")
+    try:
+        meta = json.loads(header[_META_KEY])
+    except json.JSONDecodeError as e:
+        raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({e.msg})") from e
+    except RecursionError as e:  # the parser recurses once per nesting level
+        raise TaskarithError(f"{path}: task-vector metadata is nested too deeply") from e
+    except ValueError as e:  # an integer of over 4,300 digits
+        raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({clip(str(e))})") from e
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
+        got = meta.get("schema") if isinstance(meta, dict) else None
+        raise TaskarithError(f"{path}: task-vector schema {got!r} is not supported (expected {SCHEMA_VERSION})")
+    return meta
 
 
 def check_compatible(vectors: Sequence[TaskVector]) -> None:

@@ -7,7 +7,6 @@ RegMean, AdaMerging) adds the function that measures its per-task statistics on 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -16,6 +15,7 @@ import torch
 
 from ..errors import TaskarithError, quote
 from ..paradigms import PARADIGMS
+from ..tensor_files import named_digest
 from ..vectors import TaskVector, check_compatible
 from .adamerging import coefficient_sum, layer_coefficients
 from .data import MergeData
@@ -138,13 +138,8 @@ def _checked_weights(method: MergeMethod, weights: Sequence[float], count: int) 
 
 
 def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over name|dtype|shape| and the bytes of each tensor, in name order (so storage order is moot)."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().reshape(-1).contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(tensors[name].shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """The digest of a dict of tensors, the one a model's θ0 hash uses (name order, so storage order is moot)."""
+    return named_digest(tensors, tensors.__getitem__)
 
 
 def provenance(vectors: Sequence[TaskVector], method: MergeMethod, settings: Mapping) -> dict:

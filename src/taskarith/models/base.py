@@ -8,13 +8,14 @@ the trainer, task vectors, merging and analyses never need to know which family 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from abc import ABC, abstractmethod
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
+
+from ..tensor_files import named_digest
 
 Batch = dict[str, torch.Tensor]
 
@@ -85,9 +86,4 @@ class Model(ABC):
     def fingerprint(self, names: Sequence[str] | None = None) -> str:
         """sha256 over the named θ0 tensors (all by default), so vectors refuse a foreign base."""
         params = self.named_weights()
-        h = hashlib.sha256()
-        for name in sorted(names if names is not None else params):
-            t = params[name].detach().contiguous().cpu()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return h.hexdigest()
+        return named_digest(names if names is not None else params, params.__getitem__)

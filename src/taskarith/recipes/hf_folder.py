@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import fsync_dir, pid_alive
+from ..atomic import fsync_dir, stale_entries
 from ..errors import TaskarithError
 from ..safety import read_regular
 from .sources import WEIGHT_SUFFIXES
@@ -42,12 +42,9 @@ class ModelFolderWriter:
         self.pending_bytes = self.total_bytes = 0
 
     def _remove_stale(self) -> None:
-        prefix = f".{self.out.name}."
-        for entry in self.out.parent.iterdir():
-            pid = entry.name[len(prefix):].split(".", 1)[0] if entry.name.startswith(prefix) else ""
-            if entry.name.endswith(".partial") and pid.isdigit() and not pid_alive(int(pid)):
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)  # rmtree removes links inside, never what they point to
+        for entry in stale_entries(self.out, ".partial"):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)  # rmtree removes links inside, never what they point to
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
         size = tensor.numel() * tensor.element_size()

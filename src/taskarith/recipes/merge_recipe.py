@@ -19,10 +19,12 @@ from tqdm.auto import tqdm
 from ..errors import TaskarithError
 from ..training.selection import match_names, patterns_for
 from ..merging.methods import RULE_SETTINGS, check_merge
+from ..tensor_files import named_digest
+from ..vectors import vector_meta
 from ..version import __version__
 from .hf_folder import ModelFolderWriter
 from .recipe import Recipe, RecipeInput, resolve
-from .sources import TensorFiles, file_sha256, model_files, model_folder, streamed_sha256
+from .sources import TensorFiles, file_sha256, model_files, model_folder
 
 
 class _Input:
@@ -51,39 +53,29 @@ class _Input:
 def _check_inputs(inputs: list[_Input], base: TensorFiles, covered: list[str]) -> None:
     """Every input covers the same parameters, of the base's shapes and dtypes; a vector is non-linear and was
     made on this base (its θ0 hash, streamed)."""
-    base_hash = None
+    base_hash, in_base = None, set(base.names())
     for source in inputs:
         if sorted(source.names()) != covered:
             extra = sorted(set(source.names()) ^ set(covered))[0]
             raise TaskarithError(f"{source.label}: covers other parameters than {inputs[0].label} ({extra!r})")
-        for name in covered if source.spec.checkpoint is not None else source.names():
-            if name not in base.names():
-                raise TaskarithError(f"{source.label}: tensor {name!r} is not in the base {base.label}")
+        stored = set(source.tensors.names())
+        for name in covered:
+            if name not in in_base or name not in stored:
+                where = f"the base {base.label}" if name not in in_base else source.label
+                raise TaskarithError(f"{source.label}: tensor {name!r} is not in {where}")
             if source.tensors.shape(name) != base.shape(name) or source.tensors.dtype(name) != base.dtype(name):
                 raise TaskarithError(f"{name}: {source.tensors.dtype(name)} {source.tensors.shape(name)} in "
                                      f"{source.label} vs {base.dtype(name)} {base.shape(name)} in {base.label}")
         if source.spec.vector is None:
             continue
-        meta = _vector_meta(source)
+        meta = vector_meta(source.path, source.tensors.metadata)
         if meta.get("paradigm") == "linear":
             raise TaskarithError(f"{source.label}: a linearized (NTK) task vector applies through f(θ0) + J·τ, "
                                  "not θ0 + τ, so it cannot become a plain HF model")
-        base_hash = base_hash or streamed_sha256(covered, base.get)
+        base_hash = base_hash or named_digest(covered, base.get)
         if meta.get("base_hash") != base_hash:
             raise TaskarithError(f"{source.label}: made on another base (θ0 hash {str(meta.get('base_hash'))[:12]}, "
                                  f"{base.label} has {base_hash[:12]})")
-
-
-def _vector_meta(source: _Input) -> dict:
-    import json
-
-    try:
-        meta = json.loads(source.tensors.metadata.get("taskarith", "null"))
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict):
-        raise TaskarithError(f"{source.label}: not a taskarith task vector (no readable 'taskarith' metadata)")
-    return meta
 
 
 def merge_recipe(recipe: Recipe, folder: Path, out: Path, *, recipe_text: str, progress: bool = False) -> Path:

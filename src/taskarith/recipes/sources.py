@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 
@@ -131,17 +131,6 @@ def model_folder(folder: Path) -> TensorFiles:
     if not folder.is_dir():
         raise TaskarithError(f"{folder}: not a model folder")
     return TensorFiles(model_files(folder), str(folder))
-
-
-def streamed_sha256(names: Iterable[str], get: Callable[[str], torch.Tensor]) -> str:
-    """Model.fingerprint's digest (sha256 over name|dtype|shape| and the bytes, in name order), one tensor at a
-    time: a vector's base hash checked against a folder without loading it whole."""
-    h = hashlib.sha256()
-    for name in sorted(names):
-        t = get(name).contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def file_sha256(paths: Iterable[Path]) -> str:
