@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import common
 from taskarith.config import TrainConfig
-from taskarith.training.trainer import Trainable, make_optimizer, training_step
+from taskarith.training.trainable import Piece, Trainable, make_optimizer, training_step
 from taskarith.paradigms import resolve_paradigm
 from taskarith.models import TextEncoder
 from taskarith.resources import keep_freed_memory
@@ -51,7 +51,8 @@ def step_fn(paradigm: str, batch_size: int, tokens: int, model=None):
     optimizer, scheduler = make_optimizer(trainable, cfg)
 
     def run() -> None:
-        training_step(trainable, head, batch, labels, optimizer, scheduler, cfg.grad_clip, cfg.weight_decay)
+        training_step(trainable, head, [Piece(batch, labels)], optimizer, scheduler, cfg.grad_clip,
+                      cfg.weight_decay)
 
     return run, trainable
 

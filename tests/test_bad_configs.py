@@ -122,6 +122,14 @@ CASES = [
     Case("override-into-a-value", lambda c: ["run", str(c.config()), "--set", "name.first=1"],
          "override 'name.first': 'name' is not a section"),
     Case("seeds-zero", lambda c: ["run", str(c.config()), "--seeds", "0"], "--seeds must lie in [1, 1000], got 0"),
+    Case("unknown-executor", lambda c: ["run", str(c.config()), "--executor", "spark"],
+         "--executor 'spark': expected local or ray"),
+    Case("address-without-ray", lambda c: ["run", str(c.config()), "--address", "auto"],
+         "--address names a Ray cluster"),
+    Case("zero-cpus", lambda c: ["run", str(c.config(resources={"finetune": {"num_cpus": 0}}))],
+         "resources.finetune.num_cpus"),
+    Case("zero-device-batch", lambda c: c.finetune_args("--set", "resources.device_batch_size=0"),
+         "resources.device_batch_size"),
 ]
 
 

@@ -10,7 +10,8 @@ from taskarith.errors import TaskarithError
 from taskarith.training.linearize import base_params, linearized_represent
 from taskarith.training.selection import select
 from taskarith.evaluate import EvalSet, sweep
-from taskarith.training.trainer import Trainable, TrainingJob, finetune
+from taskarith.training.trainable import Trainable
+from taskarith.training.trainer import TrainingJob, finetune
 from taskarith.paradigms import resolve_paradigm
 from taskarith.vectors import TaskVector, applied_in_place, combine
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from taskarith.config import TrainConfig
-from taskarith.training.trainer import Trainable, make_optimizer
+from taskarith.training.trainable import Trainable, make_optimizer
 from taskarith.paradigms import resolve_paradigm
 
 from conftest import make_tiny_encoder

@@ -10,7 +10,7 @@ import typer
 
 from .analyze_command import analyze_app
 from .vector_command import vector_app
-from .errors import TaskarithError, one_line, printable
+from .errors import TaskarithError, one_line, printable, quote
 from .training.selection import PRESETS
 from .merging.methods import MERGE_METHODS
 from .paradigms import PARADIGMS
@@ -75,18 +75,40 @@ def run(
     trust_pickle: bool = TRUST_PICKLE,
     seeds: Optional[int] = typer.Option(None, help="Repeat fine-tuning with this many seeds (mean ± std)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/NAME)."),
+    executor: str = typer.Option("local", help="local: this process, or the ranks torchrun starts; ray: each "
+                                               "fine-tune and evaluation a Ray task (docs/scaling.md)."),
+    address: Optional[str] = typer.Option(None, help="With --executor ray: the cluster to join (auto, or "
+                                                     "ray://HOST:PORT); default RAY_ADDRESS, else a local one."),
 ) -> None:
     """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
     from .config import MAX_SEEDS
     from .report import write_report
     from .run import run_experiment
+    from .training.distributed import init_from_env, shutdown
 
+    if executor not in ("local", "ray"):
+        raise TaskarithError(f"--executor {quote(executor)}: expected local or ray")
+    if address is not None and executor != "ray":
+        raise TaskarithError("--address names a Ray cluster: give it with --executor ray")
     cfg = _load_config(config, set_, trust_pickle)
     if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
         raise TaskarithError(f"--seeds must lie in [1, {MAX_SEEDS}], got {seeds}")
     run_dir = out or Path("runs") / cfg.name
     started = time.perf_counter()
-    results = run_experiment(cfg, run_dir, seeds=seeds, log=_echo)
+    ranks = init_from_env()
+    try:
+        if executor == "ray":
+            from .run.ray_executor import run_on_ray
+
+            if ranks.world > 1:
+                raise TaskarithError("--executor ray starts workers of its own: run it without torchrun")
+            results = run_on_ray(cfg, run_dir, seeds=seeds, address=address, log=_echo)
+        else:
+            results = run_experiment(cfg, run_dir, seeds=seeds, log=_echo)
+    finally:
+        shutdown()
+    if results is None:  # a rank other than 0: rank 0 writes results.json and the report
+        return
     report = write_report(run_dir)
     _echo(f"wall time: {time.perf_counter() - started:.0f} s")
     _echo(f"results: {results}")
@@ -119,16 +141,23 @@ def finetune(
     from .data import resolve_task
     from .models import load_model
     from .models.heads import zero_shot_head
+    from .training.distributed import init_from_env, shutdown
 
     cfg = _load_config(config, set_, trust_pickle)
     par = resolve_paradigm(paradigm, preset)
-    data = resolve_task(task, seed=cfg.train.seed, root=cfg.data.root,
-                        caps={"train": max_train} if max_train else None)
-    model = load_model(cfg.model)
-    head = zero_shot_head(model, data.class_names, data.templates)
-    out = out or Path("runs") / "finetune" / data.name / par.name
-    job = TrainingJob(par, cfg.train, out, task=data.name)
-    vector = run_finetune(model, data.train.inputs, data.train.labels, head, job)
+    ranks = init_from_env()  # under torchrun every rank trains this one fine-tune (DDP), each on its own device
+    try:
+        data = resolve_task(task, seed=cfg.train.seed, root=cfg.data.root,
+                            caps={"train": max_train} if max_train else None)
+        model = load_model(cfg.model)
+        head = zero_shot_head(model, data.class_names, data.templates)
+        out = out or Path("runs") / "finetune" / data.name / par.name
+        job = TrainingJob(par, cfg.train, out, task=data.name, device_batch_size=cfg.resources.device_batch_size)
+        vector = run_finetune(model, data.train.inputs, data.train.labels, head, job)
+    finally:
+        shutdown()
+    if not ranks.writes:
+        return
     sel = vector.meta["selection"]
     _echo(f"trained {sel['count']:,} of {sel['total']:,} parameters ({sel['share']:.1%}), "
           f"{vector.meta['training']['seconds_per_step']:.3f} s/step")
@@ -212,13 +241,9 @@ def data_fetch(names: List[str] = typer.Argument(None, help="Tasks to fetch (all
 
 
 def main() -> None:
-    import torch
+    from .resources import apply_process_settings
 
-    from .resources import keep_freed_memory
-
-    # denormal floats slow CPU kernels several-fold and carry no signal at these scales
-    torch.set_flush_denormal(True)
-    keep_freed_memory()
+    apply_process_settings()
     app()
 
 

@@ -134,6 +134,25 @@ class AnalysisConfig(_Strict):
         return pairs
 
 
+class TaskRequest(_Strict):
+    """What one Ray task asks of the cluster: ray.remote's num_cpus, num_gpus and memory (bytes)."""
+
+    num_cpus: float = Field(1, gt=0)
+    num_gpus: float = Field(0, ge=0)
+    memory: int | None = Field(None, gt=0)
+
+
+class ResourcesConfig(_Strict):
+    """Where the work runs. None of it changes what is computed (beyond float rounding), so none of it enters
+    a fingerprint: a run may resume on other resources."""
+
+    finetune: TaskRequest = TaskRequest()  # each fine-tune, under --executor ray
+    evaluate: TaskRequest = TaskRequest()  # each evaluation, negation or analysis unit, under --executor ray
+    retries: int = Field(3, ge=0)  # times Ray runs again a unit whose worker died
+    # the most examples one rank forwards at once; a larger share of the global batch accumulates gradients
+    device_batch_size: int | None = Field(None, gt=0)
+
+
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     model: ModelConfig = ModelConfig()
@@ -148,6 +167,7 @@ class ExperimentConfig(_Strict):
     lr_search: list[float] = Field(default_factory=list)
     eval: EvalConfig = EvalConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    resources: ResourcesConfig = ResourcesConfig()
 
     @field_validator("lr_search")
     @classmethod

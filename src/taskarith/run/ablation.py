@@ -20,6 +20,10 @@ def preset_unit(seed: int, task: str, preset: str) -> Unit:
     return Unit(seed, "attention", task, preset=preset)
 
 
+def ablation_units(exp: Experiment, preset: str, seed: int = 0) -> list[Unit]:
+    return [preset_unit(seed, t, preset) for t in exp.tasks]
+
+
 def ablation(exp: Experiment, presets: Sequence[str], pretrained: Mapping, seed: int = 0) -> dict:
     """{preset: entry shaped like a paradigm entry of results.json}, for one seed."""
     for preset in presets:  # a bad preset fails here, before any training
@@ -28,6 +32,6 @@ def ablation(exp: Experiment, presets: Sequence[str], pretrained: Mapping, seed:
     for preset in presets:
         exp.log(f"ablation: fine-tuning {len(exp.tasks)} task(s) with preset {preset}")
         out[preset] = run_entry(exp, {"label": preset, "preset": preset},
-                                lambda s, preset=preset: [preset_unit(s, t, preset) for t in exp.tasks],
+                                lambda s, preset=preset: ablation_units(exp, preset, s),
                                 [seed], pretrained, f"ablation {preset}").record
     return out

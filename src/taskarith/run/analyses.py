@@ -1,10 +1,10 @@
 """The analysis stages: each computes one analysis of the config over the run's first-seed vectors and leaves
 its artifact under stages/analysis/ (the non-linear advantage, a subtraction of two summaries, needs none).
-`run_analyses` is the one place that decides what runs; the stage functions also serve `taskarith analyze`."""
+`analysis_stages` is the one place that decides what runs; the stage functions also serve `taskarith analyze`."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ..analysis.advantage import nonlinear_advantage
 from ..analysis.disentangle import disentangle, pair_key, sample_evalset
@@ -86,30 +86,43 @@ def disentangle_stage(exp: Experiment, first: FirstSeed, files: VectorFiles, pai
     return out
 
 
+def analysis_stages(exp: Experiment, first: FirstSeed, files: VectorFiles,
+                    individual: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Callable[[], dict]]:
+    """The analyses over vectors that the config switches on, by name, each leaving its own artifact: the one
+    list both the sequential run and the Ray executor work through."""
+    cfg = exp.cfg.analysis
+    stages: dict[str, Callable[[], dict]] = {}
+    if cfg.similarity and len(exp.tasks) > 1:
+        stages["similarity"] = lambda: similarity_stage(exp, first, files)
+    if cfg.efficiency:
+        stages["efficiency"] = lambda: efficiency_stage(exp, first, files)
+    if cfg.kernel:
+        stages["kernel"] = lambda: kernel_stage(exp, first, files, individual)
+    for pair in (resolve_pair(exp, pair) for pair in cfg.disentangle_pairs):
+        stages[f"disentangle/{pair_key(pair)}"] = lambda pair=pair: disentangle_stage(
+            exp, first, files, [pair], grid_points=cfg.disentangle_grid, span=cfg.disentangle_range,
+            points=cfg.disentangle_points)[pair_key(pair)]
+    return stages
+
+
 def run_analyses(exp: Experiment, first: FirstSeed, paradigms: Mapping[str, dict], pretrained: Mapping) -> dict:
     """Every analysis the config switches on, over the first seed's vectors of each paradigm."""
-    cfg = exp.cfg.analysis
-    pairs = [resolve_pair(exp, pair) for pair in cfg.disentangle_pairs]  # a typo fails before any work
     files = {p: paradigms[p]["seeds"]["0"]["vectors"] for p in first}
-    out: dict = {}
-    if cfg.similarity and len(exp.tasks) > 1:
-        exp.log("analysis: task-vector similarity")
-        out["similarity"] = similarity_stage(exp, first, files)
-    if cfg.efficiency:
-        exp.log("analysis: efficiency")
-        out["efficiency"] = efficiency_stage(exp, first, files)
+    individual = {p: paradigms[p]["seeds"]["0"]["individual"]["test"] for p in first}
+    done = {}
+    for name, compute in analysis_stages(exp, first, files, individual).items():
+        exp.log(f"analysis: {name}")
+        done[name] = compute()
+    out = {name: done[name] for name in ("similarity", "efficiency") if name in done}
     if "nonlinear" in paradigms:
         exp.log("analysis: non-linear advantage")
         out["advantage"] = nonlinear_advantage(paradigms)
-    if cfg.kernel:
-        exp.log("analysis: kernel behaviour")
-        individual = {p: paradigms[p]["seeds"]["0"]["individual"]["test"] for p in first}
-        out["kernel"] = kernel_stage(exp, first, files, individual)
+    if "kernel" in done:
+        out["kernel"] = done["kernel"]
+    pairs = {name.split("/", 1)[1]: result for name, result in done.items() if name.startswith("disentangle/")}
     if pairs:
-        exp.log(f"analysis: weight disentanglement of {', '.join(pair_key(p) for p in pairs)}")
-        out["disentangle"] = disentangle_stage(exp, first, files, pairs, grid_points=cfg.disentangle_grid,
-                                               span=cfg.disentangle_range, points=cfg.disentangle_points)
-    if cfg.ablation:
-        exp.log(f"analysis: ablation of {', '.join(cfg.ablation)}")
-        out["ablation"] = ablation(exp, cfg.ablation, pretrained)
+        out["disentangle"] = pairs
+    if exp.cfg.analysis.ablation:
+        exp.log(f"analysis: ablation of {', '.join(exp.cfg.analysis.ablation)}")
+        out["ablation"] = ablation(exp, exp.cfg.analysis.ablation, pretrained)
     return out

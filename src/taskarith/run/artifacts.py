@@ -57,7 +57,7 @@ def data_digest(exp: Experiment) -> str:
 
 
 def stage_inputs(exp: Experiment, vector_files: Mapping[str, Path] = {}, **extra) -> dict:
-    """What a stage's result depends on: the config (less its name and seed count), the code, the base model's
+    """What a stage's result depends on: the config (less its name, seed count and resources), the code, the base model's
     weights, the evaluation data, and each task vector file's identity (its path, size and modification
     time: a retrained vector is a new input)."""
     if exp not in _identities:
@@ -66,7 +66,7 @@ def stage_inputs(exp: Experiment, vector_files: Mapping[str, Path] = {}, **extra
     for task, rel in vector_files.items():
         st = (exp.run_dir / rel).stat()
         files[task] = [str(rel), st.st_size, st.st_mtime_ns]
-    return {"config": exp.cfg.model_dump(mode="json", exclude={"name", "seeds"}), **_identities[exp],
+    return {"config": exp.cfg.model_dump(mode="json", exclude={"name", "seeds", "resources"}), **_identities[exp],
             "vectors": files, **extra}
 
 

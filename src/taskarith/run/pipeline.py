@@ -10,7 +10,7 @@ from ..atomic import remove_temp_files, write_json
 from ..config import EvalConfig, ExperimentConfig
 from ..errors import TaskarithError, quote
 from ..training.selection import select
-from ..lock import run_lock
+from ..lock import acting_for, run_lock
 from ..merging.methods import BASELINE, MERGE_METHODS
 from ..paradigms import PARADIGMS
 from .analyses import resolve_pair, run_analyses
@@ -18,7 +18,9 @@ from .experiment import Experiment, Log
 from .lr_search import search_learning_rates
 from .results import results_record
 from .stages import Entry, run_entry
-from .training import Unit
+from .plan import finetune_units, lr_candidates, paradigm_units
+from .training import trained_vector
+from ..training.distributed import Ranks, barrier, current_ranks, from_rank0, shutdown
 
 
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None,
@@ -26,10 +28,40 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | N
     """Run everything the config asks for and write results.json; returns its path."""
     started = time.perf_counter()
     check_merges(cfg.eval)  # before the run folder or the model: a typo costs nothing
+    ranks = current_ranks()
+    if ranks.world > 1:
+        return run_on_ranks(cfg, Path(run_dir), seeds or cfg.seeds, ranks, started, progress=progress, log=log)
     with run_lock(run_dir):
         remove_temp_files(run_dir)  # left by writes of a killed run; the lock says no writer is active
         exp = Experiment(cfg, Path(run_dir), progress=progress, log=log)
         return run_stages(exp, seeds or cfg.seeds, started)
+
+
+def run_on_ranks(cfg: ExperimentConfig, run_dir: Path, seeds: int, ranks: Ranks, started: float, *,
+                 progress: bool, log: Log) -> Path | None:
+    """Under torchrun: every rank trains each fine-tune of the run together (DDP), one after another; then
+    rank 0 alone evaluates and writes results.json as the sequential run does, and the others return None."""
+    with run_lock(run_dir) if ranks.writes else acting_for(run_dir):
+        if ranks.writes:
+            remove_temp_files(run_dir)
+        barrier(ranks)
+        exp = Experiment(cfg, run_dir, progress=progress and ranks.writes, log=log if ranks.writes else _quiet)
+        check_plan(exp)
+        rates = {p: cfg.train.lr for p in cfg.paradigms}
+        if cfg.lr_search:
+            for unit in lr_candidates(exp):
+                trained_vector(exp, unit)
+            chosen = {p: r["chosen"] for p, r in search_learning_rates(exp).items()} if ranks.writes else None
+            rates = from_rank0(chosen, ranks)
+        for unit in finetune_units(exp, seeds, rates):
+            trained_vector(exp, unit)
+        barrier(ranks)
+        shutdown()  # rank 0 goes on alone: nothing after this waits on another rank
+        return run_stages(exp, seeds, started) if ranks.writes else None
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def check_merges(cfg: EvalConfig) -> None:
@@ -78,8 +110,7 @@ def run_stages(exp: Experiment, seeds: int, started: float) -> Path:
     for name in cfg.paradigms:
         paradigm = PARADIGMS[name]
         record = {"label": paradigm.label, "preset": paradigm.preset, "lr": rates[name]}
-        entries[name] = run_entry(exp, record, lambda s, name=name: [Unit(s, name, t, lr=rates[name])
-                                                                       for t in exp.tasks],
+        entries[name] = run_entry(exp, record, lambda s, name=name: paradigm_units(exp, name, s, rates),
                                   range(seeds), pretrained, paradigm.label)
         for seed, run in entries[name].runs.items():
             for bucket in (timings, timings["per_seed"][str(seed)]):

@@ -26,18 +26,28 @@ class SeedRun:
     evaluate_seconds: float
 
 
-def evaluate_stage(exp: Experiment, units: Sequence[Unit], vectors: Mapping[str, TaskVector],
-                   pretrained: Mapping) -> dict:
-    """Individual, addition and merges (stage `evaluate`), then negation (stage `negate`) where the config
-    asks for it; the units name the vector files, and so the artifacts' folder."""
+def _stage(exp: Experiment, units: Sequence[Unit], name: str, **extra) -> tuple[str, dict]:
+    """The artifact's name, stages/seedS/LABEL/NAME, and its inputs: the units' vector files name both."""
     files = {u.task: unit_vector_file(exp, u) for u in units}
     folder = f"seed{units[0].seed}/{files[units[0].task].parent.parent.name}"
-    inputs = stage_inputs(exp, files)
-    result = run_stage(exp, f"{folder}/evaluate", inputs, lambda: evaluate_vectors(exp, vectors, units[0].seed))
-    if exp.cfg.eval.negation and len(exp.tasks) > 1:
-        result["negation"] = run_stage(exp, f"{folder}/negate", {**inputs, "pretrained": pretrained},
-                                       lambda: negate_each(exp, vectors, pretrained))
-    return result
+    return f"{folder}/{name}", stage_inputs(exp, files, **extra)
+
+
+def evaluate_stage(exp: Experiment, units: Sequence[Unit], vectors: Mapping[str, TaskVector]) -> dict:
+    """Individual, addition and merges (stage `evaluate`)."""
+    name, inputs = _stage(exp, units, "evaluate")
+    return run_stage(exp, name, inputs, lambda: evaluate_vectors(exp, vectors, units[0].seed))
+
+
+def negates(exp: Experiment) -> bool:
+    return exp.cfg.eval.negation and len(exp.tasks) > 1
+
+
+def negate_stage(exp: Experiment, units: Sequence[Unit], vectors: Mapping[str, TaskVector],
+                 pretrained: Mapping) -> dict:
+    """Negation of each vector (stage `negate`), where `negates(exp)`."""
+    name, inputs = _stage(exp, units, "negate", pretrained=pretrained)
+    return run_stage(exp, name, inputs, lambda: negate_each(exp, vectors, pretrained))
 
 
 def run_seed(exp: Experiment, units: Sequence[Unit], pretrained: Mapping) -> SeedRun:
@@ -46,7 +56,9 @@ def run_seed(exp: Experiment, units: Sequence[Unit], pretrained: Mapping) -> See
     vectors = {u.task: trained_vector(exp, u) for u in units}
     trained = time.perf_counter()
     exp.log(f"evaluating {units[0].paradigm if units[0].preset is None else units[0].preset} (seed {units[0].seed})")
-    result = evaluate_stage(exp, units, vectors, pretrained)
+    result = evaluate_stage(exp, units, vectors)
+    if negates(exp):
+        result["negation"] = negate_stage(exp, units, vectors, pretrained)
     result["training"] = {t: {**tv.meta["training"], "steps": tv.meta["train_config"]["steps"]}
                           for t, tv in vectors.items()}
     result["vectors"] = {u.task: str(unit_vector_file(exp, u)) for u in units}

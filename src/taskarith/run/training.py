@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..training.distributed import current_ranks
 from ..training.trainer import TrainingJob, finetune
 from ..paradigms import resolve_paradigm
 from ..safety import check_name, is_plain_name
@@ -59,10 +60,13 @@ def trained_vector(exp: Experiment, unit: Unit) -> TaskVector:
         if tv.meta.get("train_config") == train.model_dump() and tv.meta.get("preset") == paradigm.preset:
             tv.check_base(exp.model)
             # a run killed between saving the vector and removing its checkpoint leaves one behind
-            (path.parent / "checkpoint.safetensors").unlink(missing_ok=True)
+            if current_ranks().writes:
+                (path.parent / "checkpoint.safetensors").unlink(missing_ok=True)
             return tv
         exp.log(f"{path}: made with another training config; training again")
-        path.unlink()
+        if current_ranks().writes:
+            path.unlink()
     split = exp.data(unit.seed)[unit.task].train
-    job = TrainingJob(paradigm, train, path.parent, unit.task, progress=exp.progress)
+    job = TrainingJob(paradigm, train, path.parent, unit.task, progress=exp.progress,
+                      device_batch_size=exp.cfg.resources.device_batch_size)
     return finetune(exp.model, split.inputs, split.labels, exp.heads[unit.task], job)

@@ -1,7 +1,5 @@
-"""Fine-tuning under the three paradigms, with the head frozen, checkpoints and exact resume.
-
-non-linear: train the selected parameters of f in place. attention: non-linear with the `attention`
-preset. linear: train τ in f(x; θ0) + J f(x; θ0)·τ, with θ0 held once by the module itself.
+"""Fine-tuning under the three paradigms, with the head frozen, checkpoints and exact resume, on one process
+or on the ranks torchrun starts (DistributedDataParallel; rank 0 alone writes the checkpoint and the vector).
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch import nn
-
 from ..version import __version__
 from ..config import TrainConfig
 from ..errors import TaskarithError
@@ -26,8 +22,9 @@ from ..resources import peak_memory
 from ..vectors import TaskVector
 from .batches import batch_indices
 from .checkpoint import load_checkpoint, save_checkpoint
-from .linearize import base_params, linearized_represent
+from .distributed import Ranks, barrier, current_ranks, loss_scale, micro_batches, share
 from .selection import Selection, select
+from .trainable import Piece, Trainable, make_optimizer, replicate, training_step
 
 
 @dataclass(frozen=True)
@@ -39,6 +36,7 @@ class TrainingJob:
     out_dir: Path
     task: str  # names the task in messages and in the vector's metadata
     progress: bool = True
+    device_batch_size: int | None = None  # the most examples per forward; a larger share accumulates
 
     @property
     def checkpoint(self) -> Path:
@@ -52,95 +50,11 @@ def _run_fingerprint(job: TrainingJob, base_hash: str, n: int) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def _schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
-    from transformers import get_cosine_schedule_with_warmup
-
-    return get_cosine_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.steps), cfg.steps)
-
-
 def _progress(total: int, initial: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, leave=False,
                 dynamic_ncols=True)
-
-
-class Trainable:
-    """What one paradigm trains, set up on the module; `close()` puts θ0 and requires_grad back."""
-
-    def __init__(self, model: Model, paradigm: Paradigm, decay_toward: str = "zero"):
-        self.model, self.paradigm = model, paradigm
-        # AdamW decays what it trains (θ, or τ when linear) toward zero; the other target is decayed by hand:
-        # +1 pulls θ toward θ0 (non-linear, base), −1 pulls θ0 + τ toward zero (linear, zero)
-        self.decay_sign = {(False, "base"): 1.0, (True, "zero"): -1.0}.get((paradigm.linear, decay_toward), 0.0)
-        self.selection: Selection = select(model.net, paradigm.preset)
-        self.params = dict(model.net.named_parameters())
-        self._requires = {n: p.requires_grad for n, p in self.params.items()}
-        # autograd then never computes gradients of frozen parameters
-        for p in self.params.values():
-            p.requires_grad_(False)
-        names = self.selection.names
-        if paradigm.linear:
-            self.theta0 = base_params(model, names)
-            self.tensors = {n: torch.zeros_like(self.theta0[n], requires_grad=True) for n in names}
-        else:
-            self.theta0 = {n: self.params[n].detach().clone() for n in names}
-            self.tensors = {n: self.params[n] for n in names}
-            for t in self.tensors.values():
-                t.requires_grad_(True)
-
-    def forward(self, batch) -> torch.Tensor:
-        if self.paradigm.linear:
-            return linearized_represent(self.model, batch, self.theta0, self.tensors)
-        return self.model.represent(batch)
-
-    def decay(self, lr: float, weight_decay: float) -> None:
-        """Decoupled weight decay toward the target AdamW cannot express: x ← (1 − lr·wd)·x ± lr·wd·θ0."""
-        if not self.decay_sign or not weight_decay:
-            return
-        with torch.no_grad():
-            tensors = list(self.tensors.values())
-            torch._foreach_mul_(tensors, 1.0 - lr * weight_decay)
-            torch._foreach_add_(tensors, [self.theta0[n] for n in self.tensors], alpha=self.decay_sign * lr * weight_decay)
-
-    def delta(self) -> dict[str, torch.Tensor]:
-        """τ: the trained tangent for linear, θ_t − θ0 otherwise."""
-        with torch.no_grad():
-            if self.paradigm.linear:
-                return {n: t.detach().clone() for n, t in self.tensors.items()}
-            return {n: self.tensors[n].detach() - self.theta0[n] for n in self.selection.names}
-
-    def close(self) -> None:
-        if not self.paradigm.linear:
-            with torch.no_grad():
-                for n in self.selection.names:
-                    self.params[n].copy_(self.theta0[n])
-        for n, p in self.params.items():
-            p.requires_grad_(self._requires[n])
-
-
-def make_optimizer(trainable: Trainable, cfg: TrainConfig):
-    in_optimizer = 0.0 if trainable.decay_sign else cfg.weight_decay
-    optimizer = torch.optim.AdamW(list(trainable.tensors.values()), lr=cfg.lr, weight_decay=in_optimizer,
-                                  foreach=True)
-    return optimizer, _schedule(optimizer, cfg)
-
-
-def training_step(trainable: Trainable, head: torch.Tensor, batch, labels: torch.Tensor, optimizer, scheduler,
-                  grad_clip: float | None, weight_decay: float = 0.0) -> torch.Tensor:
-    """One optimizer step; returns the loss (checked for NaN before any update)."""
-    logits = trainable.model.logits(trainable.forward(batch), head)
-    loss = nn.functional.cross_entropy(logits, labels)
-    if not torch.isfinite(loss):
-        return loss
-    loss.backward()
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(list(trainable.tensors.values()), grad_clip, foreach=True)
-    trainable.decay(optimizer.param_groups[0]["lr"], weight_decay)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
 
 
 @dataclass(frozen=True)
@@ -162,6 +76,8 @@ class _Session:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     run_id: str  # the checkpoint's fingerprint: a checkpoint of another configuration is refused
+    ranks: Ranks
+    replica: Any  # the DDP replica under torchrun, else None
     step: int = 0
 
 
@@ -170,9 +86,13 @@ def finetune(model: Model, inputs: Sequence, labels: Sequence[int], head: torch.
     """Train one task vector into `job.out_dir/vector.safetensors`, resuming from the checkpoint there.
 
     An interruption (any exception, Ctrl-C included) leaves the last checkpoint for the next call and θ0
-    in the module."""
+    in the module. Under torchrun every rank calls this and returns the same vector; rank 0 writes it."""
+    ranks = current_ranks()
     if len(inputs) == 0:
         raise TaskarithError(f"task {job.task!r}: the training split is empty")
+    if min(job.train.batch_size, len(inputs)) < ranks.world:
+        raise TaskarithError(f"task {job.task!r}: a batch of {min(job.train.batch_size, len(inputs))} examples "
+                             f"cannot be shared by {ranks.world} ranks; use fewer ranks")
     selection = select(model.net, job.paradigm.preset)
     base_hash = model.fingerprint(selection.names)
     examples = _examples(model, inputs, labels, head)
@@ -180,7 +100,7 @@ def finetune(model: Model, inputs: Sequence, labels: Sequence[int], head: torch.
     with peak_memory(model.device) as memory:
         trainable = Trainable(model, job.paradigm, job.train.decay_toward)
         try:
-            session = _start(trainable, job, _run_fingerprint(job, base_hash, len(inputs)))
+            session = _start(trainable, job, _run_fingerprint(job, base_hash, len(inputs)), ranks)
             timing = _train_loop(session, examples, memory)
             tensors = trainable.delta()
             _check_finite(tensors, job, session.step - 1)
@@ -188,8 +108,10 @@ def finetune(model: Model, inputs: Sequence, labels: Sequence[int], head: torch.
             trainable.close()
     timing.update(peak_memory_bytes=memory.peak, memory_increase_bytes=memory.increase, memory_kind=memory.kind)
     vector = TaskVector(tensors, _vector_meta(model, job, base_hash, selection, timing))
-    vector.save(job.out_dir / "vector.safetensors")
-    job.checkpoint.unlink(missing_ok=True)
+    if ranks.writes:
+        vector.save(job.out_dir / "vector.safetensors")
+        job.checkpoint.unlink(missing_ok=True)
+    barrier(ranks)  # no rank looks for the vector before it is written
     return vector
 
 
@@ -198,15 +120,16 @@ def _examples(model: Model, inputs: Sequence, labels: Sequence[int], head: torch
     return _Examples(inputs, torch.as_tensor(list(labels), dtype=torch.long), head.to(model.device), lengths)
 
 
-def _start(trainable: Trainable, job: TrainingJob, run_id: str) -> _Session:
-    """A fresh optimizer and schedule under the job's seed, or the checkpoint's state and step where one exists."""
+def _start(trainable: Trainable, job: TrainingJob, run_id: str, ranks: Ranks) -> _Session:
+    """A fresh optimizer and schedule under the job's seed, or the checkpoint's state and step where one exists
+    (every rank reads the same one); then the replica, whose construction waits for every rank."""
     optimizer, scheduler = make_optimizer(trainable, job.train)
     torch.manual_seed(job.train.seed)
-    session = _Session(job, trainable, optimizer, scheduler, run_id)
+    step = 0
     if job.checkpoint.exists():
-        session.step = load_checkpoint(job.checkpoint, trainable=trainable.tensors, optimizer=optimizer,
-                                       scheduler=scheduler, fingerprint=run_id)
-    return session
+        step = load_checkpoint(job.checkpoint, trainable=trainable.tensors, optimizer=optimizer,
+                               scheduler=scheduler, fingerprint=run_id)
+    return _Session(job, trainable, optimizer, scheduler, run_id, ranks, replicate(trainable, ranks), step)
 
 
 def _vector_meta(model: Model, job: TrainingJob, base_hash: str, selection: Selection, timing: dict) -> dict:
@@ -241,7 +164,8 @@ def _train_loop(session: _Session, examples: _Examples, memory) -> dict:
     job, cfg = session.job, session.job.train
     start, started, first_step_end = session.step, time.perf_counter(), None
     # the bar closes on errors too, or a later bar in this process is drawn below a dead one
-    with _progress(cfg.steps, start, f"{job.task}/{job.paradigm.name}", job.progress) as bar:
+    shown = job.progress and session.ranks.writes
+    with _progress(cfg.steps, start, f"{job.task}/{job.paradigm.name}", shown) as bar:
         while session.step < cfg.steps:
             loss, size = _step(session, examples)
             first_step_end = first_step_end or time.perf_counter()
@@ -251,18 +175,25 @@ def _train_loop(session: _Session, examples: _Examples, memory) -> dict:
             memory.sample()
             if session.step % cfg.checkpoint_every == 0 and session.step < cfg.steps:
                 _check_finite(session.trainable.tensors, job, session.step - 1)
-                save_checkpoint(job.checkpoint, step=session.step, trainable=session.trainable.tensors,
-                                optimizer=session.optimizer, scheduler=session.scheduler, fingerprint=session.run_id)
+                if session.ranks.writes:
+                    save_checkpoint(job.checkpoint, step=session.step, trainable=session.trainable.tensors,
+                                    optimizer=session.optimizer, scheduler=session.scheduler,
+                                    fingerprint=session.run_id)
     return _timing(session.step - start, started, first_step_end)
 
 
 def _step(session: _Session, examples: _Examples) -> tuple[torch.Tensor, int]:
-    """The optimizer step of `session.step`, which it advances; the loss and the batch size."""
+    """The optimizer step of `session.step`, which it advances; the loss and the global batch size.
+
+    Every rank draws the same global batch and forwards its share, in micro-batches of at most
+    job.device_batch_size examples."""
     job, cfg, model = session.job, session.job.train, session.trainable.model
     idx = batch_indices(len(examples.inputs), cfg.batch_size, cfg.seed, session.step, examples.lengths)
-    batch = model.to_device(model.collate([examples.inputs[i] for i in idx]))
-    loss = training_step(session.trainable, examples.head, batch, examples.labels[idx].to(model.device),
-                         session.optimizer, session.scheduler, cfg.grad_clip, cfg.weight_decay)
+    pieces = [Piece(model.to_device(model.collate([examples.inputs[i] for i in part])),
+                    examples.labels[part].to(model.device), loss_scale(len(part), session.ranks, len(idx)))
+              for part in micro_batches(share(idx, session.ranks), job.device_batch_size)]
+    loss = training_step(session.trainable, examples.head, pieces, session.optimizer, session.scheduler,
+                         cfg.grad_clip, cfg.weight_decay, replica=session.replica, ranks=session.ranks)
     if not torch.isfinite(loss):
         raise TaskarithError(f"task {job.task!r}, {job.paradigm.name}: loss became {loss.item()} at step "
                              f"{session.step}; {_kept(job.checkpoint)}; lower train.lr")

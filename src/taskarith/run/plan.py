@@ -1,0 +1,50 @@
+"""Every fine-tune a run needs, listed before any is trained, and the first seed's vectors the analyses read.
+
+The sequential run, the ranks torchrun starts and the Ray executor all take their fine-tunes from here, so
+each trains exactly the units the others would, into the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ..vectors import TaskVector
+from .ablation import ablation_units
+from .experiment import Experiment
+from .training import Unit, trained_vector, unit_vector_file
+
+
+def paradigm_units(exp: Experiment, paradigm: str, seed: int, rates: Mapping[str, float]) -> list[Unit]:
+    """One seed of one paradigm: a fine-tune per task at the paradigm's rate."""
+    return [Unit(seed, paradigm, t, lr=rates[paradigm]) for t in exp.tasks]
+
+
+def lr_candidates(exp: Experiment) -> list[Unit]:
+    """Seed 0 of every paradigm at every rate lr_search tries."""
+    return [Unit(0, p, t, lr=lr) for p in exp.cfg.paradigms for lr in exp.cfg.lr_search for t in exp.tasks]
+
+
+def finetune_units(exp: Experiment, seeds: int, rates: Mapping[str, float]) -> list[Unit]:
+    """Every fine-tune after the rate search: each seed of each paradigm, then the ablation's presets; a
+    vector file that two entries share (an ablation preset that is a paradigm's own) is listed once."""
+    units = [u for s in range(seeds) for p in exp.cfg.paradigms for u in paradigm_units(exp, p, s, rates)]
+    units += [u for preset in exp.cfg.analysis.ablation for u in ablation_units(exp, preset)]
+    return unique(exp, units)
+
+
+def unique(exp: Experiment, units: Iterable[Unit]) -> list[Unit]:
+    """The units in order, the first of those that share a vector file kept."""
+    seen: dict[Path, Unit] = {}
+    for u in units:
+        seen.setdefault(unit_vector_file(exp, u), u)
+    return list(seen.values())
+
+
+def first_seed(exp: Experiment, rates: Mapping[str, float]) -> tuple[dict[str, dict[str, TaskVector]],
+                                                                    dict[str, dict[str, str]]]:
+    """Seed 0's vectors of every paradigm and their files relative to the run folder, as the analyses read them."""
+    units = {p: paradigm_units(exp, p, 0, rates) for p in exp.cfg.paradigms}
+    vectors = {p: {u.task: trained_vector(exp, u) for u in us} for p, us in units.items()}
+    files = {p: {u.task: str(unit_vector_file(exp, u)) for u in us} for p, us in units.items()}
+    return vectors, files
