@@ -135,7 +135,7 @@ def test_torchrun_runs_a_whole_run_with_every_fine_tune_on_two_ranks(tiny_model_
     from taskarith.run import run_experiment
 
     cfg = tiny_config(tiny_model_dir, csv_tasks, eval={"alphas": [0.0, 0.5, 1.0]}, train={"steps": 8})
-    cfg = cfg.model_copy(update={"paradigms": ["nonlinear", "linear"]})
+    cfg = cfg.model_copy(update={"paradigms": ["nonlinear", "linear"], "lr_search": [1e-3, 3e-3]})
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     run_experiment(cfg, tmp_path / "local", progress=False, log=lambda *_: None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "taskarith",
@@ -146,8 +146,9 @@ def test_torchrun_runs_a_whole_run_with_every_fine_tune_on_two_ranks(tiny_model_
     assert done.stdout.count("results: ") == 1  # rank 0 alone evaluates and reports
     results = json.loads((tmp_path / "ranks" / "results.json").read_text())
     assert set(results["paradigms"]) == {"nonlinear", "linear"} and (tmp_path / "ranks" / "report.md").exists()
+    assert set(results["lr_search"]) == {"nonlinear", "linear"}  # rank 0 chose, every rank trained the candidates
     files = sorted((tmp_path / "local").glob("vectors/**/vector.safetensors"))
-    assert len(files) == 4
+    assert len(files) == 8
     for path in files:
         ranked = TaskVector.load(tmp_path / "ranks" / path.relative_to(tmp_path / "local"))
         assert relative_error(TaskVector.load(path), ranked) < RTOL

@@ -58,17 +58,22 @@ def _accuracies(results: dict) -> dict:
             "paradigms": {p: {s: {k: v for k, v in run.items() if k != "training"} for s, run in e["seeds"].items()}
                           for p, e in results["paradigms"].items()},
             "kernel": results["analysis"].get("kernel"), "disentangle": results["analysis"].get("disentangle"),
-            "similarity": results["analysis"].get("similarity")}
+            "similarity": results["analysis"].get("similarity"), "lr_search": results.get("lr_search"),
+            "ablation": {p: {s: {k: v for k, v in run.items() if k != "training"} for s, run in e["seeds"].items()}
+                         for p, e in results["analysis"].get("ablation", {}).items()}}
 
 
 def test_ray_runs_the_tiny_run_as_the_local_executor_does(cluster, tiny_model_dir, csv_tasks, tmp_path):
     cfg = _config(tiny_model_dir, csv_tasks, analysis={"kernel": True, "similarity": True,
                                                        "disentangle_pairs": [["places", "reviews"]],
-                                                       "disentangle_grid": 3, "disentangle_points": 8})
+                                                       "disentangle_grid": 3, "disentangle_points": 8,
+                                                       "ablation": ["attention+mlp"]})
+    cfg = cfg.model_copy(update={"lr_search": [1e-3, 3e-3]})
     local, remote = _run(cfg, tmp_path / "local", "local"), _run(cfg, tmp_path / "ray", "ray")
     _same_vectors(tmp_path / "local", tmp_path / "ray")
     assert _accuracies(local) == _accuracies(remote)
-    assert remote["analysis"]["kernel"] and remote["analysis"]["disentangle"]
+    assert remote["analysis"]["kernel"] and remote["analysis"]["disentangle"] and remote["analysis"]["ablation"]
+    assert set(remote["lr_search"]) == set(cfg.paradigms)
     # every evaluation unit left its artifact where the sequential run looks for it
     for paradigm in cfg.paradigms:
         assert {p.name for p in (tmp_path / "ray" / "stages" / "seed0" / paradigm).iterdir()} == \

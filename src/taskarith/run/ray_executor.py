@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from ..atomic import remove_temp_files
 from ..config import ExperimentConfig, TaskRequest
-from ..errors import TaskarithError
+from ..errors import TaskarithError, clip, one_line, quote
 from ..lock import acting_for, run_lock
 from ..resources import apply_process_settings, process_settings_applied
 from .ablation import ablation_units
@@ -127,6 +127,16 @@ def _gather(ray, refs: list) -> list:
                              "run again to resume from its checkpoint") from None
 
 
+def _connect(ray, address: str | None) -> None:
+    """Join the cluster at `address` (RAY_ADDRESS where None, else a new local one), or say in one line why not."""
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="error")
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+        where = f"--address {quote(address)}: cannot join the Ray cluster" if address is not None else \
+            "cannot start or join a Ray cluster"
+        raise TaskarithError(f"{where} ({clip(one_line(str(e)))})") from None
+
+
 def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None, address: str | None = None,
                progress: bool = True, log: Log = print) -> Path:
     """Run everything the config asks for on a Ray cluster and write results.json; returns its path."""
@@ -140,7 +150,7 @@ def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None 
         exp = Experiment(cfg, run_dir, progress=progress, log=log)
         check_plan(exp)
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, logging_level="warning")
+            _connect(ray, address)
         ctx = Context(cfg, str(run_dir), os.getcwd(), process_settings_applied())
         res = cfg.resources
         finetune = ray.remote(finetune_unit).options(**_options(res.finetune, res.retries, "finetune"))
