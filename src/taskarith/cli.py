@@ -83,8 +83,6 @@ def run(
     """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
     from .config import MAX_SEEDS
     from .report import write_report
-    from .run import run_experiment
-    from .training.distributed import init_from_env, shutdown
 
     if executor not in ("local", "ray"):
         raise TaskarithError(f"--executor {quote(executor)}: expected local or ray")
@@ -95,6 +93,20 @@ def run(
         raise TaskarithError(f"--seeds must lie in [1, {MAX_SEEDS}], got {seeds}")
     run_dir = out or Path("runs") / cfg.name
     started = time.perf_counter()
+    results = _run_with(executor, cfg, run_dir, seeds, address)
+    if results is None:  # a rank other than 0: rank 0 writes results.json and the report
+        return
+    report = write_report(run_dir)
+    _echo(f"wall time: {time.perf_counter() - started:.0f} s")
+    _echo(f"results: {results}")
+    _echo(f"report:  {report}")
+
+
+def _run_with(executor: str, cfg, run_dir: Path, seeds: Optional[int], address: Optional[str]) -> Optional[Path]:
+    """results.json of the run on `executor`; None on a torchrun rank other than 0."""
+    from .run import run_experiment
+    from .training.distributed import init_from_env, shutdown
+
     ranks = init_from_env()
     try:
         if executor == "ray":
@@ -102,17 +114,10 @@ def run(
 
             if ranks.world > 1:
                 raise TaskarithError("--executor ray starts workers of its own: run it without torchrun")
-            results = run_on_ray(cfg, run_dir, seeds=seeds, address=address, log=_echo)
-        else:
-            results = run_experiment(cfg, run_dir, seeds=seeds, log=_echo)
+            return run_on_ray(cfg, run_dir, seeds=seeds, address=address, log=_echo)
+        return run_experiment(cfg, run_dir, seeds=seeds, log=_echo)
     finally:
         shutdown()
-    if results is None:  # a rank other than 0: rank 0 writes results.json and the report
-        return
-    report = write_report(run_dir)
-    _echo(f"wall time: {time.perf_counter() - started:.0f} s")
-    _echo(f"results: {results}")
-    _echo(f"report:  {report}")
 
 
 @app.command()

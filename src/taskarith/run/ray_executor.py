@@ -137,6 +137,36 @@ def _connect(ray, address: str | None) -> None:
         raise TaskarithError(f"{where} ({clip(one_line(str(e)))})") from None
 
 
+def _submit(ray, exp: Experiment, ctx: Context, seeds: int) -> list:
+    """Every unit of the run as a Ray task, each given the results of the tasks it reads (the rate search's
+    fine-tunes are awaited first: the rates they choose name the run's other vectors)."""
+    cfg, res, log = exp.cfg, exp.cfg.resources, exp.log
+    finetune = ray.remote(finetune_unit).options(**_options(res.finetune, res.retries, "finetune"))
+    evaluate = ray.remote(evaluate_unit).options(**_options(res.evaluate, res.retries, "evaluate"))
+    analyse = ray.remote(analysis_unit).options(**_options(res.evaluate, res.retries, "analysis"))
+    rates = {p: cfg.train.lr for p in cfg.paradigms}
+    if cfg.lr_search:
+        log(f"ray: {len(lr_candidates(exp))} fine-tune(s) of the learning-rate search")
+        _gather(ray, [finetune.remote(ctx, u) for u in lr_candidates(exp)])
+        rates = {p: r["chosen"] for p, r in search_learning_rates(exp).items()}
+    units = finetune_units(exp, seeds, rates)
+    trained = {unit_vector_file(exp, u): finetune.remote(ctx, u) for u in units}
+    groups = [paradigm_units(exp, p, s, rates) for s in range(seeds) for p in cfg.paradigms]
+    groups += [ablation_units(exp, preset) for preset in cfg.analysis.ablation]
+    evaluations: dict[tuple, Any] = {}
+    for group in groups:
+        files = tuple(unit_vector_file(exp, u) for u in group)
+        for kind in ("evaluate", "negate") if negates(exp) else ("evaluate",):
+            evaluations.setdefault((kind, files), evaluate.remote(ctx, kind, group, *[trained[f] for f in files]))
+    seed0 = [tuple(unit_vector_file(exp, u) for u in paradigm_units(exp, p, 0, rates)) for p in cfg.paradigms]
+    after = {"kernel": [evaluations[("evaluate", files)] for files in seed0]}
+    names = list(analysis_stages(exp, {}, {}))
+    log(f"ray: {len(units)} fine-tune(s), {len(evaluations)} evaluation(s), {len(names)} analysis unit(s)")
+    analyses = [analyse.remote(ctx, name, rates, *after.get(name, [trained[f] for fs in seed0 for f in fs]))
+                for name in names]
+    return [*trained.values(), *evaluations.values(), *analyses]
+
+
 def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None, address: str | None = None,
                progress: bool = True, log: Log = print) -> Path:
     """Run everything the config asks for on a Ray cluster and write results.json; returns its path."""
@@ -152,32 +182,7 @@ def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None 
         if not ray.is_initialized():
             _connect(ray, address)
         ctx = Context(cfg, str(run_dir), os.getcwd(), process_settings_applied())
-        res = cfg.resources
-        finetune = ray.remote(finetune_unit).options(**_options(res.finetune, res.retries, "finetune"))
-        evaluate = ray.remote(evaluate_unit).options(**_options(res.evaluate, res.retries, "evaluate"))
-        analyse = ray.remote(analysis_unit).options(**_options(res.evaluate, res.retries, "analysis"))
-        rates = {p: cfg.train.lr for p in cfg.paradigms}
-        if cfg.lr_search:
-            log(f"ray: {len(lr_candidates(exp))} fine-tune(s) of the learning-rate search")
-            _gather(ray, [finetune.remote(ctx, u) for u in lr_candidates(exp)])
-            rates = {p: r["chosen"] for p, r in search_learning_rates(exp).items()}
-        units = finetune_units(exp, seeds, rates)
-        trained = {unit_vector_file(exp, u): finetune.remote(ctx, u) for u in units}
-        groups = [paradigm_units(exp, p, s, rates) for s in range(seeds) for p in cfg.paradigms]
-        groups += [ablation_units(exp, preset) for preset in cfg.analysis.ablation]
-        evaluations: dict[tuple, Any] = {}
-        for group in groups:
-            files = tuple(unit_vector_file(exp, u) for u in group)
-            deps = [trained[f] for f in files]
-            for kind in ("evaluate", "negate") if negates(exp) else ("evaluate",):
-                evaluations.setdefault((kind, files), evaluate.remote(ctx, kind, group, *deps))
-        seed0 = [tuple(unit_vector_file(exp, u) for u in paradigm_units(exp, p, 0, rates)) for p in cfg.paradigms]
-        after = {"kernel": [evaluations[("evaluate", files)] for files in seed0]}
-        names = list(analysis_stages(exp, {}, {}))
-        log(f"ray: {len(units)} fine-tune(s), {len(evaluations)} evaluation(s), {len(names)} analysis unit(s)")
-        analyses = [analyse.remote(ctx, name, rates, *after.get(name, [trained[f] for fs in seed0 for f in fs]))
-                    for name in names]
-        _gather(ray, [*trained.values(), *evaluations.values(), *analyses])
+        _gather(ray, _submit(ray, exp, ctx, seeds))
         log(f"ray: every unit done in {time.perf_counter() - started:.0f} s; assembling results.json")
         return run_stages(exp, seeds, started)
 
