@@ -43,9 +43,10 @@ def experiment(run_dir: Path, steps: int | None):
 
 
 def units(exp):
+    from taskarith.run.lr_search import run_rates
     from taskarith.run.plan import finetune_units
 
-    return finetune_units(exp, 1, {p: exp.cfg.train.lr for p in exp.cfg.paradigms})
+    return finetune_units(exp, 1, run_rates(exp).by_paradigm)
 
 
 def train_all(exp) -> float:

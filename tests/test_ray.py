@@ -81,13 +81,15 @@ def test_ray_runs_the_tiny_run_as_the_local_executor_does(cluster, tiny_model_di
 
 
 def _kill_first_finetune_worker(run_dir: Path, done: threading.Event) -> list[int]:
-    """SIGKILL the Ray worker running a fine-tune once that fine-tune has saved a checkpoint."""
+    """SIGKILL the Ray workers running fine-tunes once one of them has saved a checkpoint: the two units run at
+    once, and the one with the checkpoint is among those killed."""
     while not done.is_set():
         if any(run_dir.glob("vectors/**/checkpoint.safetensors")):
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                if any("ray::finetune" in part for part in proc.info["cmdline"] or ()):
-                    os.kill(proc.info["pid"], signal.SIGKILL)
-                    return [proc.info["pid"]]
+            killed = [proc.info["pid"] for proc in psutil.process_iter(["pid", "cmdline"])
+                      if any("ray::finetune" in part for part in proc.info["cmdline"] or ())]
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            return killed
         time.sleep(0.01)
     return []
 

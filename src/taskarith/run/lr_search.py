@@ -9,6 +9,8 @@ train.lr, the paper's single rate. Seed 0's vectors at the chosen rate are the o
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -40,3 +42,22 @@ def search_learning_rates(exp: Experiment) -> dict:
         exp.log(f"lr search: {paradigm} trains at {chosen:g}")
         out[paradigm] = {"validation": {f"{lr:g}": v for lr, v in validation.items()}, "chosen": chosen}
     return out
+
+
+@dataclass(frozen=True)
+class RunRates:
+    """Each paradigm's rate for the run, the search's results.json record (None without lr_search) and its
+    seconds: found once, where the candidates were trained, and handed to the rest of the run."""
+
+    by_paradigm: dict[str, float]
+    record: dict | None = None
+    seconds: float = 0.0
+
+
+def run_rates(exp: Experiment) -> RunRates:
+    """train.lr for every paradigm, or the rates lr_search chooses (training or reusing its candidates)."""
+    if not exp.cfg.lr_search:
+        return RunRates({p: exp.cfg.train.lr for p in exp.cfg.paradigms})
+    started = time.perf_counter()
+    record = search_learning_rates(exp)  # seed 0's vectors at each chosen rate are cached
+    return RunRates({p: record[p]["chosen"] for p in exp.cfg.paradigms}, record, time.perf_counter() - started)

@@ -15,7 +15,7 @@ from ..merging.methods import BASELINE, MERGE_METHODS
 from ..paradigms import PARADIGMS
 from .analyses import resolve_pair, run_analyses
 from .experiment import Experiment, Log
-from .lr_search import search_learning_rates
+from .lr_search import RunRates, run_rates
 from .results import results_record
 from .stages import Entry, run_entry
 from .plan import finetune_units, lr_candidates, paradigm_units
@@ -47,17 +47,14 @@ def run_on_ranks(cfg: ExperimentConfig, run_dir: Path, seeds: int, ranks: Ranks,
         barrier(ranks)
         exp = Experiment(cfg, run_dir, progress=progress and ranks.writes, log=log if ranks.writes else _quiet)
         check_plan(exp)
-        rates = {p: cfg.train.lr for p in cfg.paradigms}
-        if cfg.lr_search:
-            for unit in lr_candidates(exp):
-                trained_vector(exp, unit)
-            chosen = {p: r["chosen"] for p, r in search_learning_rates(exp).items()} if ranks.writes else None
-            rates = from_rank0(chosen, ranks)
-        for unit in finetune_units(exp, seeds, rates):
+        for unit in lr_candidates(exp):
+            trained_vector(exp, unit)
+        rates = from_rank0(run_rates(exp) if ranks.writes else None, ranks)
+        for unit in finetune_units(exp, seeds, rates.by_paradigm):
             trained_vector(exp, unit)
         barrier(ranks)
         shutdown()  # rank 0 goes on alone: nothing after this waits on another rank
-        return run_stages(exp, seeds, started) if ranks.writes else None
+        return run_stages(exp, seeds, started, rates) if ranks.writes else None
 
 
 def _quiet(_: str) -> None:
@@ -91,8 +88,9 @@ def check_plan(exp: Experiment) -> None:
                              f"{', '.join(exp.tasks)}")
 
 
-def run_stages(exp: Experiment, seeds: int, started: float) -> Path:
-    """Every stage in order; `started` is when the run began (perf_counter), for its total time."""
+def run_stages(exp: Experiment, seeds: int, started: float, rates: RunRates | None = None) -> Path:
+    """Every stage in order; `started` is when the run began (perf_counter), for its total time. `rates` are
+    the run's learning rates where an executor has already found them."""
     cfg = exp.cfg
     check_plan(exp)
     exp.log(f"model {cfg.model.name}; tasks {', '.join(exp.tasks)}; paradigms {', '.join(cfg.paradigms)}; "
@@ -100,12 +98,10 @@ def run_stages(exp: Experiment, seeds: int, started: float) -> Path:
     pretrained = exp.pretrained()
     timings: dict = {"finetune_seconds": 0.0, "evaluate_seconds": 0.0,
                      "per_seed": {str(s): {"finetune_seconds": 0.0, "evaluate_seconds": 0.0} for s in range(seeds)}}
-    lr_search, rates = None, {p: cfg.train.lr for p in cfg.paradigms}
+    found = rates or run_rates(exp)
+    lr_search, rates = found.record, found.by_paradigm
     if cfg.lr_search:
-        searched = time.perf_counter()
-        lr_search = search_learning_rates(exp)  # seed 0's vectors at each chosen rate are cached
-        rates = {p: lr_search[p]["chosen"] for p in cfg.paradigms}
-        timings["lr_search_seconds"] = time.perf_counter() - searched
+        timings["lr_search_seconds"] = found.seconds
     entries: dict[str, Entry] = {}
     for name in cfg.paradigms:
         paradigm = PARADIGMS[name]

@@ -25,7 +25,7 @@ from ..resources import apply_process_settings, process_settings_applied
 from .ablation import ablation_units
 from .analyses import analysis_stages
 from .experiment import Experiment, Log
-from .lr_search import search_learning_rates
+from .lr_search import RunRates, run_rates
 from .pipeline import check_merges, check_plan, run_stages
 from .plan import finetune_units, first_seed, lr_candidates, paradigm_units
 from .stages import evaluate_stage, negate_stage, negates
@@ -137,18 +137,18 @@ def _connect(ray, address: str | None) -> None:
         raise TaskarithError(f"{where} ({clip(one_line(str(e)))})") from None
 
 
-def _submit(ray, exp: Experiment, ctx: Context, seeds: int) -> list:
-    """Every unit of the run as a Ray task, each given the results of the tasks it reads (the rate search's
-    fine-tunes are awaited first: the rates they choose name the run's other vectors)."""
+def _submit(ray, exp: Experiment, ctx: Context, seeds: int) -> tuple[RunRates, list]:
+    """The run's rates, and every other unit of the run as a Ray task, each given the results of the tasks it
+    reads (the rate search's fine-tunes are awaited first: the rates they choose name the run's other vectors)."""
     cfg, res, log = exp.cfg, exp.cfg.resources, exp.log
     finetune = ray.remote(finetune_unit).options(**_options(res.finetune, res.retries, "finetune"))
     evaluate = ray.remote(evaluate_unit).options(**_options(res.evaluate, res.retries, "evaluate"))
     analyse = ray.remote(analysis_unit).options(**_options(res.evaluate, res.retries, "analysis"))
-    rates = {p: cfg.train.lr for p in cfg.paradigms}
     if cfg.lr_search:
         log(f"ray: {len(lr_candidates(exp))} fine-tune(s) of the learning-rate search")
         _gather(ray, [finetune.remote(ctx, u) for u in lr_candidates(exp)])
-        rates = {p: r["chosen"] for p, r in search_learning_rates(exp).items()}
+    found = run_rates(exp)
+    rates = found.by_paradigm
     units = finetune_units(exp, seeds, rates)
     trained = {unit_vector_file(exp, u): finetune.remote(ctx, u) for u in units}
     groups = [paradigm_units(exp, p, s, rates) for s in range(seeds) for p in cfg.paradigms]
@@ -164,7 +164,7 @@ def _submit(ray, exp: Experiment, ctx: Context, seeds: int) -> list:
     log(f"ray: {len(units)} fine-tune(s), {len(evaluations)} evaluation(s), {len(names)} analysis unit(s)")
     analyses = [analyse.remote(ctx, name, rates, *after.get(name, [trained[f] for fs in seed0 for f in fs]))
                 for name in names]
-    return [*trained.values(), *evaluations.values(), *analyses]
+    return found, [*trained.values(), *evaluations.values(), *analyses]
 
 
 def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None, address: str | None = None,
@@ -182,7 +182,8 @@ def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None 
         if not ray.is_initialized():
             _connect(ray, address)
         ctx = Context(cfg, str(run_dir), os.getcwd(), process_settings_applied())
-        _gather(ray, _submit(ray, exp, ctx, seeds))
+        rates, refs = _submit(ray, exp, ctx, seeds)
+        _gather(ray, refs)
         log(f"ray: every unit done in {time.perf_counter() - started:.0f} s; assembling results.json")
-        return run_stages(exp, seeds, started)
+        return run_stages(exp, seeds, started, rates)
 

@@ -136,7 +136,8 @@ def training_step(trainable: Trainable, head: torch.Tensor, pieces: Sequence[Pie
                 loss = loss * piece.scale
             loss.backward()
         total = loss.detach() if total is None else total + loss.detach()
-    total = all_sum(total, ranks) / ranks.world if ranks.world > 1 else total
+    if ranks.world > 1:
+        total = all_sum(total, ranks) / ranks.world
     if not torch.isfinite(total):
         optimizer.zero_grad(set_to_none=True)
         return total
