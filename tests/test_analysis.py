@@ -252,7 +252,7 @@ def test_unknown_task_in_a_pair_is_named(tiny_run):
         update={"disentangle_pairs": [("places", "nope")]})})
     exp = Experiment(bad, run_dir, progress=False, log=lambda *_: None)
     with pytest.raises(TaskarithError, match="'nope'"):
-        run_analyses(exp, {}, {}, {})
+        run_analyses(exp, {}, {})
 
 
 def test_analyze_command_merges_into_results(tiny_run, tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ LAYERS = [
     {"merging", "evaluate", "extraction"},
     {"analysis", "recipes"},
     {"run", "report"},
-    {"analyze_command", "vector_command"},
+    {"analyze_command", "results_command", "vector_command"},
     {"cli"},
     {"api"},  # the notebook surface over every layer
     {"__main__", "__init__"},  # the package's public names, each loaded on first use

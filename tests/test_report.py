@@ -9,7 +9,7 @@ import pytest
 
 from taskarith.errors import TaskarithError
 from taskarith.report import load_results, write_report
-from taskarith.report.tables import addition_table, stat
+from taskarith.report.tables import addition_table, over_seeds
 
 TASKS = ("trec", "sms")
 PARADIGMS = ("nonlinear", "linear", "attention")
@@ -108,15 +108,15 @@ def full_report(tmp_path_factory):
 
 
 def test_stat_format():
-    assert stat({"mean": 0.81, "std": 0.01}, several=True) == "81.0 ± 1.0"
-    assert stat({"mean": 0.81, "std": 0.0}, several=False) == "81.0"
+    assert over_seeds([0.80, 0.82], several=True) == "81.0 ± 1.4"  # sample sd, ddof 1
+    assert over_seeds([0.81], several=False) == "81.0"
 
 
 def test_addition_table_rows(full_report):
     _, _, text = full_report
-    # absolute 0.80/0.82 -> 81.0 ± 1.0; normalized 0.90/0.92 -> 91.0 ± 1.0; α 0.5 then 1 per seed
-    assert "| Non-linear | 81.0 ± 1.0 | 91.0 ± 1.0 | 0.5, 1 |" in text
-    assert "| NTK linearization | 71.0 ± 1.0 | 81.0 ± 1.0 | 0.5, 1 |" in text
+    # absolute 0.80/0.82 -> 81.0 ± 1.4 (sample sd); normalized 0.90/0.92 -> 91.0 ± 1.4; α 0.5 then 1 per seed
+    assert "| Non-linear | 81.0 ± 1.4 | 91.0 ± 1.4 | 0.5, 1 |" in text
+    assert "| NTK linearization | 71.0 ± 1.4 | 81.0 ± 1.4 | 0.5, 1 |" in text
     assert "| Pre-trained | 50.0 | — | — |" in text  # mean of 0.40 and 0.60
     assert "validation" in text.split("## Per-task")[0]
 
@@ -124,13 +124,13 @@ def test_addition_table_rows(full_report):
 def test_single_seed_shows_mean_only():
     results = synthetic_results()
     results["seeds"] = [0]
-    assert "| Non-linear | 81.0 | 91.0 | 0.5 |" in addition_table(results)
+    assert "| Non-linear | 80.0 | 90.0 | 0.5 |" in addition_table(results)  # seed 0's own numbers
 
 
 def test_sections_in_order_with_their_numbers(full_report):
     _, _, text = full_report
     headings = re.findall(r"^## (.+)$", text, flags=re.M)
-    assert headings == ["Claims of the paper", "Task addition", "Protocol", "Per-task accuracies",
+    assert headings == ["Claims of the paper", "Checks of the protocol, and measures of our own", "Task addition", "Protocol", "Per-task accuracies",
                         "Single-task accuracy against non-linear fine-tuning",
                         "Accuracy against α", "Task negation", "Task-vector similarity", "Cost of fine-tuning",
                         "Kernel behaviour", "Weight disentanglement", "Which parameters to fine-tune",
@@ -142,7 +142,7 @@ def test_sections_in_order_with_their_numbers(full_report):
     assert "| Attention-only | 10.0 | 0.0 | 5.0 |" in text  # non-linear advantage
     assert "| trec | Pre-trained | — | 40.0 | sms | 96.0 |" in text
     assert "| trec | NTK linearization | 0.5, 1.5 | 21.0 ± 0.0 | sms | 93.0 ± 0.0 |" in text
-    assert "| Attention-only | 0.200 |" in text  # mean off-diagonal cosine
+    assert "| Attention-only | 0.200 | 0.200 |" in text  # mean off-diagonal cosine, signed and |cos|
     assert "| Non-linear | 22,713,216 | 1,000 | 25.00 | — | 3.0 | cuda_peak | 0.250 | 80.0 | 2.00 |" in text
     assert "one learning rate, 0.0001" in text and "toward zero" in text
     assert "| seed 1 | 190 | 70 | 260 |" in text and "| analyses (once) | — | — | 50 |" in text
@@ -182,7 +182,8 @@ def test_missing_analysis_sections_are_skipped(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "## Kernel behaviour" not in text and "## Weight disentanglement" not in text
     assert "## Cost of fine-tuning" in text and "Non-linear advantage" not in text
-    assert "NTK linearization" not in text
+    assert "NTK linearization" not in text.split("## Checks")[1]  # only the claims table names what is missing
+    assert "| Table 2, absolute: Attention-only > NTK linearization | 78.37 vs 76.26 | — |" in text
 
     del results["analysis"]
     for entry in results["paradigms"].values():

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from .analyze_command import analyze_app
+from .results_command import results_app
 from .vector_command import vector_app
 from .errors import TaskarithError, one_line, printable, quote
 from .training.selection import PRESETS
@@ -44,6 +45,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Fetch the archives behind the
 app.add_typer(vector_app, name="vector")
 app.add_typer(data_app, name="data")
 app.add_typer(analyze_app, name="analyze")
+app.add_typer(results_app, name="results")
 
 
 @app.callback()
@@ -73,7 +75,8 @@ def run(
     config: Path = typer.Argument(..., help="Experiment config (YAML)."),
     set_: List[str] = OVERRIDES,
     trust_pickle: bool = TRUST_PICKLE,
-    seeds: Optional[int] = typer.Option(None, help="Repeat fine-tuning with this many seeds (mean ± std)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds to run: a count N (seeds 0 to N-1) or a range A-B, one "
+                                                   "piece of a study that `taskarith results pool` joins."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/NAME)."),
     executor: str = typer.Option("local", help="local: this process, or the ranks torchrun starts; ray: each "
                                                "fine-tune and evaluation a Ray task (docs/scaling.md)."),
@@ -81,19 +84,18 @@ def run(
                                                      "ray://HOST:PORT); default RAY_ADDRESS, else a local one."),
 ) -> None:
     """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
-    from .config import MAX_SEEDS
     from .report import write_report
+    from .run.seeds import parse_seeds
 
     if executor not in ("local", "ray"):
         raise TaskarithError(f"--executor {quote(executor)}: expected local or ray")
     if address is not None and executor != "ray":
         raise TaskarithError("--address names a Ray cluster: give it with --executor ray")
     cfg = _load_config(config, set_, trust_pickle)
-    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
-        raise TaskarithError(f"--seeds must lie in [1, {MAX_SEEDS}], got {seeds}")
+    indices = parse_seeds(seeds) if seeds is not None else None
     run_dir = out or Path("runs") / cfg.name
     started = time.perf_counter()
-    results = _run_with(executor, cfg, run_dir, seeds, address)
+    results = _run_with(executor, cfg, run_dir, indices, address)
     if results is None:  # a rank other than 0: rank 0 writes results.json and the report
         return
     report = write_report(run_dir)
@@ -102,7 +104,7 @@ def run(
     _echo(f"report:  {report}")
 
 
-def _run_with(executor: str, cfg, run_dir: Path, seeds: Optional[int], address: Optional[str]) -> Optional[Path]:
+def _run_with(executor: str, cfg, run_dir: Path, seeds: Optional[list[int]], address: Optional[str]) -> Optional[Path]:
     """results.json of the run on `executor`; None on a torchrun rank other than 0."""
     from .run import run_experiment
     from .training.distributed import init_from_env, shutdown

@@ -1,4 +1,4 @@
-"""Weight disentanglement (the paper's Eq. 2, Figure 4).
+"""Weight disentanglement (the paper's Eq. 2, Figures 6 and 8).
 
     ξ(α1, α2) = Σ_{t∈{1,2}} E_{x∈D_t} dist(f(x; θ0 + α_t τ_t), f(x; θ0 + α1 τ1 + α2 τ2))
 

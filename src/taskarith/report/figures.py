@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
 from ..paradigms import PARADIGMS, Paradigm  # noqa: E402
-from .tables import disentangle_paradigms, kernel_model_accuracy, label, paradigm_names  # noqa: E402
+from .analysis_tables import disentangle_paradigms, kernel_model_accuracy  # noqa: E402
+from .tables import label, paradigm_names  # noqa: E402
 
 DPI = 150
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
@@ -155,7 +156,7 @@ def kernel_scatter(kernel: Mapping, path: Path) -> None:
 
 
 def disentangle_heatmaps(pair: Mapping, pair_name: str, measure: str, path: Path) -> None:
-    """Figure 4 analogue: ξ(α1, α2) per paradigm on one shared colour scale, with (0, 0) marked."""
+    """Figures 6 and 8 analogue: ξ(α1, α2) per paradigm on one shared colour scale, with (0, 0) marked."""
     names = disentangle_paradigms(pair)
     grid = np.asarray(pair["grid"], dtype=float)
     # ξ[i1][i2] is at (grid[i1], grid[i2]); transposed so that α1 runs along x and α2 along y.

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Mapping
 
-from . import figures, tables
+from . import analysis_tables, figures, tables
+from .checks import protocol_checks
 from .claims import paper_claims
 from .tables import label, paradigm_names
 
@@ -39,11 +40,22 @@ def header(results: Mapping) -> str:
         f"**Created:** {results.get('created', tables.DASH)}",
         f"**Total wall time:** {tables.DASH if total is None else f'{total:.1f} s ({total / 60:.1f} min)'}",
     ]
-    return f"# Task arithmetic report: {name}\n\n" + " · ".join(facts) + "\n"
+    return f"# Task arithmetic report: {name}\n\n" + " · ".join(facts) + "\n" + pooled(results)
+
+
+def pooled(results: Mapping) -> str:
+    """Where a pooled record's seeds were run: each piece's seeds and commit."""
+    pieces = results.get("pooled_from")
+    if not pieces:
+        return ""
+    rows = [[p["run"], ", ".join(map(str, p["seeds"])), p.get("git_commit") or "unknown", p.get("created") or tables.DASH]
+            for p in pieces]
+    return ("\nPooled with `taskarith results pool` from the runs below; the commit above is the pooling's.\n\n"
+            + tables.table(["Run", "Seeds", "Git commit", "Created"], rows, "llll"))
 
 
 def addition(results: Mapping) -> str:
-    seeds = "mean ± std over seeds; " if tables.several_seeds(results) else ""
+    seeds = "mean ± sd over seeds, sample sd (ddof 1); " if tables.several_seeds(results) else ""
     return ("## Task addition\n\n"
             "The unified model adds every task vector scaled by one α. Absolute accuracy is the mean test "
             "accuracy over tasks; normalized accuracy divides each task's accuracy by that of its own "
@@ -54,16 +66,29 @@ def addition(results: Mapping) -> str:
 
 
 def claims(results: Mapping) -> str:
-    rows = [[c.claim, c.paper, c.ours, f"**{c.verdict}**"] for c in paper_claims(results)]
+    rows = [[c.claim, c.paper, c.ours, c.test, c.paper_effect, f"**{c.verdict}**"] for c in paper_claims(results)]
     return ("## Claims of the paper\n\n"
             "Each claim of the paper, its figure for CLIP ViT-B/32, ours, and a verdict computed from "
-            "results.json: *holds* when ours points the paper's way by more than the combined spread "
-            "sqrt(s1² + s2²), *does not hold* when it points the other way by more than that, *within noise* "
-            "otherwise. Spreads are std over seeds, or where an analysis ran on the first seed only, the "
-            "standard error over what it averages. A figure from one value (one seed, one task pair) has no "
-            "spread: its verdict, *holds, no spread* or *does not hold, no spread*, gives the direction only."
-            "\n\n"
-            + tables.table(["Claim", "Paper (ViT-B/32)", "Ours", "Verdict"], rows, "llll"))
+            "results.json. A comparison of two methods is a paired test: the mean difference, oriented so "
+            "that positive is the paper's direction, with its two-sided 95% t-interval (sample sd, ddof 1) "
+            "and n, over seeds, or over tasks or task pairs where an analysis ran on the first seed only. "
+            "*holds*: the difference is significant at 5% in the paper's direction; *does not hold*: "
+            "significant against it; *unresolved*: not significant. Table 2's six comparisons form one "
+            "family and Table 5's three another, each corrected by Holm's step-down method (the verdict reads "
+            "the adjusted p-value; the interval shown is the unadjusted 95% one). One value, or differences "
+            "without spread, allow *no test*. A row of two comparisons holds only when both hold. The last "
+            "column says whether the paper's own effect lies inside our interval.\n\n"
+            + tables.table(["Claim", "Paper (ViT-B/32)", "Ours", "Test", "Paper's effect", "Verdict"], rows,
+                           "llllll"))
+
+
+def checks(results: Mapping) -> str:
+    rows = [[c.claim, c.paper, c.ours, c.test, f"**{c.verdict}**"] for c in protocol_checks(results)]
+    return ("## Checks of the protocol, and measures of our own\n\n"
+            "Not claims of the paper: whether the protocol did what it should on this data, and what we "
+            "measure beyond the paper. A *note* marks a choice at the edge of its grid, which makes the "
+            "number a bound.\n\n"
+            + tables.table(["Check", "Expected", "Ours", "Over", "Result"], rows, "lllll"))
 
 
 def protocol(results: Mapping) -> str:
@@ -192,7 +217,7 @@ def similarity(section: Mapping, draw: Draw) -> str:
                      for p in paradigm_names(section))
     return ("## Task-vector similarity\n\n"
             "Cosine similarity between the task vectors of each paradigm (first seed; Figure 10 of the "
-            "paper).\n\n" + images + "\n" + tables.similarity_table(section))
+            "paper).\n\n" + images + "\n" + analysis_tables.similarity_table(section))
 
 
 def efficiency(section: Mapping) -> str:
@@ -210,21 +235,21 @@ def kernel(section: Mapping, draw: Draw) -> str:
             "Each non-linearly trained τ applied to the model it was trained on (x) and to the post-hoc "
             "linearized model f(θ0) + J·τ (y); points near the diagonal mean fine-tuning stayed in the kernel "
             "regime (Figure 3 of the paper).\n\n" + image("Kernel behaviour test", path) + "\n"
-            + tables.kernel_table(section) + "\n" + tables.kernel_gap_table(section))
+            + analysis_tables.kernel_table(section) + "\n" + analysis_tables.kernel_gap_table(section))
 
 
 def disentangle(section: Mapping, draw: Draw) -> str:
     parts = ["## Weight disentanglement\n\n"
              "Disentanglement error ξ(α1, α2) of each task pair over a grid of scalings, one panel per paradigm "
              "on a shared colour scale; the cross marks α1 = α2 = 0. Low-error area: share of the grid with ξ "
-             "at most the pair's threshold, the same for all paradigms (Figure 4 of the paper).\n"]
+             "at most the pair's threshold, the same for all paradigms (Figures 6 and 8 of the paper).\n"]
     for pair_name, pair in section.items():
         images = "".join(
             image(f"Disentanglement error ({measure}), {pair_name}",
                   draw(f"disentangle_{slug(pair_name)}_{measure}", figures.disentangle_heatmaps, pair, pair_name,
                        measure))
             for measure in ("representation", "prediction"))
-        parts.append(f"\n### {pair_name}\n\n" + images + "\n" + tables.disentangle_table(pair))
+        parts.append(f"\n### {pair_name}\n\n" + images + "\n" + analysis_tables.disentangle_table(pair))
     return "".join(parts)
 
 
@@ -232,7 +257,7 @@ def ablation(section: Mapping) -> str:
     return ("## Which parameters to fine-tune\n\n"
             "Non-linear fine-tuning restricted to each parameter preset, merged and evaluated like the "
             "paradigms (Table 5 of the paper). Single-task is the mean individual test accuracy.\n\n"
-            + tables.ablation_table(section))
+            + analysis_tables.ablation_table(section))
 
 
 def footer() -> str:
@@ -245,7 +270,8 @@ def footer() -> str:
 
 def render(results: Mapping, draw: Draw) -> str:
     analysis = results.get("analysis") or {}
-    sections = [header(results), claims(results), addition(results), protocol(results), merges(results),
+    sections = [header(results), claims(results), checks(results), addition(results), protocol(results),
+                merges(results),
                 per_task(results),
                 individual(results, draw), alpha_sweep(results, draw), negation(results)]
     if analysis.get("similarity"):

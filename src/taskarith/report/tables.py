@@ -1,8 +1,9 @@
 """Markdown tables built from a results dict (docs/results-schema.md). Pure functions, no I/O.
 
-Accuracies are shown as percentages with one decimal, `mean ± std` over seeds when the run has more
-than one seed. Every number is read from results.json; the only arithmetic is display-level (the
-pre-trained mean over tasks, and mean ± std of the per-seed negation accuracies, which have no summary).
+Accuracies are shown as percentages with one decimal, `mean ± sd` over seeds when the run has more than one
+seed, the sd a sample sd (ddof 1) taken from the per-seed values (the summaries in results.json hold the
+population std). Every number is read from results.json; the only arithmetic is display-level (means and sds
+over seeds, the pre-trained mean over tasks, the mean |cos| of a similarity matrix).
 """
 
 from __future__ import annotations
@@ -24,14 +25,10 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def stat(s: Mapping[str, float], several: bool) -> str:
-    """A {"mean", "std"} summary as a percentage; the std only means something with several seeds."""
-    return f"{pct(s['mean'])} ± {pct(s['std'])}" if several else pct(s["mean"])
-
-
 def over_seeds(values: Sequence[float], several: bool) -> str:
-    """Per-seed accuracies as mean ± population std, the convention of the summaries in results.json."""
-    return stat({"mean": float(np.mean(values)), "std": float(np.std(values))}, several)
+    """Per-seed accuracies as mean ± sample sd (ddof 1), in percent; the sd only exists with several seeds."""
+    mean = pct(float(np.mean(values)))
+    return f"{mean} ± {pct(float(np.std(values, ddof=1)))}" if several and len(values) > 1 else mean
 
 
 def alpha_list(alphas: Iterable[float]) -> str:
@@ -85,9 +82,9 @@ def addition_table(results: Mapping) -> str:
     rows = [["Pre-trained", pct(float(np.mean([pre[t] for t in task_names(results)]))), DASH, DASH]]
     for name in paradigm_names(results["paradigms"]):
         entry = results["paradigms"][name]
-        alphas = [entry["seeds"][s]["addition"]["alpha"] for s in seed_keys(results)]
-        rows.append([label(name, entry), stat(entry["summary"]["absolute"], several),
-                     stat(entry["summary"]["normalized"], several), alpha_list(alphas)])
+        runs = [entry["seeds"][s]["addition"] for s in seed_keys(results)]
+        rows.append([label(name, entry), over_seeds([r["absolute"] for r in runs], several),
+                     over_seeds([r["normalized"] for r in runs], several), alpha_list(r["alpha"] for r in runs)])
     return table(["Method", "Absolute (%)", "Normalized (%)", "α chosen"], rows)
 
 
@@ -105,12 +102,12 @@ def has_merges(results: Mapping) -> bool:
     return any(entry["summary"].get("merges") for entry in results["paradigms"].values())
 
 
-def merge_cell(summary: Mapping, alphas: Sequence[float], several: bool) -> str:
+def merge_cell(runs: Sequence[Mapping], several: bool) -> str:
     """Absolute / normalized accuracy and the α chosen per seed; n/a where the method is not defined."""
-    if "not_applicable" in summary:
+    if "not_applicable" in runs[0]:
         return "n/a"
-    return (f"{stat(summary['absolute'], several)} / {stat(summary['normalized'], several)} "
-            f"(α {alpha_list(alphas)})")
+    return (f"{over_seeds([r['absolute'] for r in runs], several)} / "
+            f"{over_seeds([r['normalized'] for r in runs], several)} (α {alpha_list(r.get('alpha') for r in runs)})")
 
 
 def merges_table(results: Mapping) -> str:
@@ -126,12 +123,11 @@ def merges_table(results: Mapping) -> str:
             entry = results["paradigms"][name]
             seeds = [entry["seeds"][s] for s in seed_keys(results)]
             if method == BASELINE:
-                row.append(merge_cell(entry["summary"], [r["addition"]["alpha"] for r in seeds], several))
+                row.append(merge_cell([r["addition"] for r in seeds], several))
             elif method not in entry["summary"].get("merges", {}):
                 row.append(DASH)
             else:
-                summary = entry["summary"]["merges"][method]
-                row.append(merge_cell(summary, [r["merges"][method].get("alpha") for r in seeds], several))
+                row.append(merge_cell([r["merges"][method] for r in seeds], several))
         rows.append(row)
     header = ["Method", *(f"{label(n, results['paradigms'][n])}: absolute / normalized (%)" for n in names)]
     return table(header, rows)
@@ -144,9 +140,11 @@ def per_task_table(results: Mapping) -> str:
     rows = [["Pre-trained (zero-shot)", *(pct(results["pretrained"]["test"][t]) for t in tasks)]]
     for name in paradigm_names(results["paradigms"]):
         entry = results["paradigms"][name]
-        per_task = entry["summary"]["per_task"]
-        for kind in ("individual", "unified"):
-            rows.append([f"{label(name, entry)} {kind}", *(stat(per_task[t][kind], several) for t in tasks)])
+        runs = [entry["seeds"][s] for s in seed_keys(results)]
+        rows.append([f"{label(name, entry)} individual",
+                     *(over_seeds([r["individual"]["test"][t] for r in runs], several) for t in tasks)])
+        rows.append([f"{label(name, entry)} unified",
+                     *(over_seeds([r["addition"]["test"][t] for r in runs], several) for t in tasks)])
     return table(["Model", *tasks], rows)
 
 
@@ -160,32 +158,31 @@ def advantage_table(advantage: Mapping, tasks: Sequence[str]) -> str:
 
 
 def negation_table(results: Mapping) -> str:
-    """Task negation per target task: the pre-trained model for reference, then each paradigm."""
-    several = several_seeds(results)
-    seeds = seed_keys(results)
-    names = [p for p in paradigm_names(results["paradigms"])
-             if "negation" in results["paradigms"][p]["seeds"][seeds[0]]]
+    """Task negation per target task over the seeds that ran it (the first seed in current runs): the
+    pre-trained model for reference, then each paradigm."""
+    names = [p for p in paradigm_names(results["paradigms"]) if negated_seeds(results["paradigms"][p])]
     rows = []
     for task in task_names(results):
-        first = results["paradigms"][names[0]]["seeds"][seeds[0]]["negation"][task]
+        first = results["paradigms"][names[0]]["seeds"][negated_seeds(results["paradigms"][names[0]])[0]]
+        first = first["negation"][task]
         rows.append([task, "Pre-trained", DASH, pct(first["pretrained_target"]), first["control_task"],
                      pct(first["pretrained_control"])])
         for name in names:
-            runs = [results["paradigms"][name]["seeds"][s]["negation"][task] for s in seeds]
-            rows.append([task, label(name, results["paradigms"][name]), alpha_list(r["alpha"] for r in runs),
+            entry = results["paradigms"][name]
+            runs = [entry["seeds"][s]["negation"][task] for s in negated_seeds(entry)]
+            several = len(runs) > 1
+            rows.append([task, label(name, entry), alpha_list(r["alpha"] for r in runs),
                          over_seeds([r["target"] for r in runs], several), runs[0]["control_task"],
                          over_seeds([r["control"] for r in runs], several)])
     return table(["Target task", "Model", "α", "Target (%)", "Control task", "Control (%)"], rows, "llrrlr")
 
 
+def negated_seeds(entry: Mapping) -> list[str]:
+    return [s for s, r in entry["seeds"].items() if r.get("negation")]
+
+
 def has_negation(results: Mapping) -> bool:
-    first = seed_keys(results)[0]
-    return any("negation" in e["seeds"][first] for e in results["paradigms"].values())
-
-
-def similarity_table(similarity: Mapping) -> str:
-    rows = [[label(p), f"{similarity[p]['mean_off_diagonal']:.3f}"] for p in paradigm_names(similarity)]
-    return table(["Paradigm", "Mean off-diagonal cosine"], rows)
+    return any(negated_seeds(e) for e in results["paradigms"].values())
 
 
 def efficiency_table(efficiency: Mapping) -> str:
@@ -223,47 +220,6 @@ def timings_table(timings: Mapping) -> str:
     rows.append(["whole run", f"{timings['finetune_seconds']:.0f}", f"{timings['evaluate_seconds']:.0f}",
                  f"{timings['total_seconds']:.0f}"])
     return table(["Stage", "Fine-tuning (s)", "Evaluation (s)", "Total (s)"], rows)
-
-
-def kernel_model_accuracy(row: Mapping) -> float:
-    # The analysis writes "model" (the kernel test also covers attention-only vectors); the schema's
-    # example names it "nonlinear".
-    return row["model"] if "model" in row else row["nonlinear"]
-
-
-def kernel_table(kernel: Mapping) -> str:
-    """Accuracy of each τ applied to the model it was trained on vs to the post-hoc linearized model."""
-    rows = []
-    for p in paradigm_names(kernel):
-        per_task = kernel[p]["per_task"]
-        rows += [[label(p), t, pct(kernel_model_accuracy(r)), pct(r["posthoc_linear"])]
-                 for t, r in per_task.items()]
-    return table(["Paradigm", "Task", "Model (%)", "Post-hoc linearized (%)"], rows, "llrr")
-
-
-def kernel_gap_table(kernel: Mapping) -> str:
-    rows = [[label(p), f"{100 * kernel[p]['mean_gap']:+.1f}"] for p in paradigm_names(kernel)]
-    return table(["Paradigm", "Mean gap, post-hoc linearized − model (pp)"], rows)
-
-
-def disentangle_paradigms(pair: Mapping) -> list[str]:
-    return paradigm_names({k: v for k, v in pair.items() if k != "grid"})
-
-
-def disentangle_table(pair: Mapping) -> str:
-    """Share of the (α1, α2) grid with disentanglement error at most the pair's threshold."""
-    rows = [[label(p), f"{100 * pair[p]['low_area']['representation']:.1f}",
-             f"{100 * pair[p]['low_area']['prediction']:.1f}"] for p in disentangle_paradigms(pair)]
-    return table(["Paradigm", "Low-error area, representation (%)", "Low-error area, prediction (%)"], rows)
-
-
-def ablation_table(ablation: Mapping) -> str:
-    """Table 5 analogue: which parameters to fine-tune; entries are shaped like a paradigm entry."""
-    rows = []
-    for preset, e in ablation.items():
-        several = len(e["seeds"]) > 1  # the ablation may run fewer seeds than the paradigms
-        rows.append([preset, *(stat(e["summary"][k], several) for k in ("individual", "absolute", "normalized"))])
-    return table(["Fine-tuned parameters", "Single-task (%)", "Absolute (%)", "Normalized (%)"], rows)
 
 
 def gain_table(results: Mapping, needed: float = 0.05) -> str:

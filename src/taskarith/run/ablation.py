@@ -24,8 +24,8 @@ def ablation_units(exp: Experiment, preset: str, seed: int = 0) -> list[Unit]:
     return [preset_unit(seed, t, preset) for t in exp.tasks]
 
 
-def ablation(exp: Experiment, presets: Sequence[str], pretrained: Mapping, seed: int = 0) -> dict:
-    """{preset: entry shaped like a paradigm entry of results.json}, for one seed."""
+def ablation(exp: Experiment, presets: Sequence[str], pretrained: Mapping, seeds: Sequence[int] = (0,)) -> dict:
+    """{preset: entry shaped like a paradigm entry of results.json}, over the run's seeds."""
     for preset in presets:  # a bad preset fails here, before any training
         select(exp.model.net, preset)
     out = {}
@@ -33,5 +33,5 @@ def ablation(exp: Experiment, presets: Sequence[str], pretrained: Mapping, seed:
         exp.log(f"ablation: fine-tuning {len(exp.tasks)} task(s) with preset {preset}")
         out[preset] = run_entry(exp, {"label": preset, "preset": preset},
                                 lambda s, preset=preset: ablation_units(exp, preset, s),
-                                [seed], pretrained, f"ablation {preset}").record
+                                list(seeds), pretrained, f"ablation {preset}").record
     return out

@@ -14,7 +14,6 @@ from ..analysis.similarity import similarity
 from ..errors import TaskarithError
 from ..paradigms import PARADIGMS
 from ..vectors import TaskVector
-from .ablation import ablation
 from .artifacts import run_stage, stage_inputs
 from .experiment import Experiment
 
@@ -105,7 +104,7 @@ def analysis_stages(exp: Experiment, first: FirstSeed, files: VectorFiles,
     return stages
 
 
-def run_analyses(exp: Experiment, first: FirstSeed, paradigms: Mapping[str, dict], pretrained: Mapping) -> dict:
+def run_analyses(exp: Experiment, first: FirstSeed, paradigms: Mapping[str, dict]) -> dict:
     """Every analysis the config switches on, over the first seed's vectors of each paradigm."""
     files = {p: paradigms[p]["seeds"]["0"]["vectors"] for p in first}
     individual = {p: paradigms[p]["seeds"]["0"]["individual"]["test"] for p in first}
@@ -122,7 +121,4 @@ def run_analyses(exp: Experiment, first: FirstSeed, paradigms: Mapping[str, dict
     pairs = {name.split("/", 1)[1]: result for name, result in done.items() if name.startswith("disentangle/")}
     if pairs:
         out["disentangle"] = pairs
-    if exp.cfg.analysis.ablation:
-        exp.log(f"analysis: ablation of {', '.join(exp.cfg.analysis.ablation)}")
-        out["ablation"] = ablation(exp, exp.cfg.analysis.ablation, pretrained)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Sequence
 
 from ..atomic import remove_temp_files, write_json
 from ..config import EvalConfig, ExperimentConfig
@@ -13,31 +14,35 @@ from ..training.selection import select
 from ..lock import acting_for, run_lock
 from ..merging.methods import BASELINE, MERGE_METHODS
 from ..paradigms import PARADIGMS
+from .ablation import ablation
 from .analyses import resolve_pair, run_analyses
 from .experiment import Experiment, Log
 from .lr_search import RunRates, run_rates
 from .results import results_record
 from .stages import Entry, run_entry
 from .plan import finetune_units, lr_candidates, paradigm_units
+from .seeds import FIRST_SEED, seed_indices
 from .training import trained_vector
 from ..training.distributed import Ranks, barrier, current_ranks, from_rank0, shutdown
 
 
-def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None,
+def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | Sequence[int] | None = None,
                    progress: bool = True, log: Log = print) -> Path:
-    """Run everything the config asks for and write results.json; returns its path."""
+    """Run everything the config asks for and write results.json; returns its path. `seeds` is a count (seeds
+    0 to count-1) or the seed indices to run; None means the config's count."""
     started = time.perf_counter()
     check_merges(cfg.eval)  # before the run folder or the model: a typo costs nothing
+    indices = seed_indices(seeds, cfg.seeds)
     ranks = current_ranks()
     if ranks.world > 1:
-        return run_on_ranks(cfg, Path(run_dir), seeds or cfg.seeds, ranks, started, progress=progress, log=log)
+        return run_on_ranks(cfg, Path(run_dir), indices, ranks, started, progress=progress, log=log)
     with run_lock(run_dir):
         remove_temp_files(run_dir)  # left by writes of a killed run; the lock says no writer is active
         exp = Experiment(cfg, Path(run_dir), progress=progress, log=log)
-        return run_stages(exp, seeds or cfg.seeds, started)
+        return run_stages(exp, indices, started)
 
 
-def run_on_ranks(cfg: ExperimentConfig, run_dir: Path, seeds: int, ranks: Ranks, started: float, *,
+def run_on_ranks(cfg: ExperimentConfig, run_dir: Path, seeds: Sequence[int], ranks: Ranks, started: float, *,
                  progress: bool, log: Log) -> Path | None:
     """Under torchrun: every rank trains each fine-tune of the run together (DDP), one after another; then
     rank 0 alone evaluates and writes results.json as the sequential run does, and the others return None."""
@@ -88,16 +93,17 @@ def check_plan(exp: Experiment) -> None:
                              f"{', '.join(exp.tasks)}")
 
 
-def run_stages(exp: Experiment, seeds: int, started: float, rates: RunRates | None = None) -> Path:
+def run_stages(exp: Experiment, seeds: Sequence[int], started: float, rates: RunRates | None = None) -> Path:
     """Every stage in order; `started` is when the run began (perf_counter), for its total time. `rates` are
-    the run's learning rates where an executor has already found them."""
+    the run's learning rates where an executor has already found them. The analyses read the first seed's
+    vectors, so a run without that seed (a later piece of a seed study) has none."""
     cfg = exp.cfg
     check_plan(exp)
     exp.log(f"model {cfg.model.name}; tasks {', '.join(exp.tasks)}; paradigms {', '.join(cfg.paradigms)}; "
-            f"{seeds} seed(s)")
+            f"seed(s) {_span(seeds)}")
     pretrained = exp.pretrained()
     timings: dict = {"finetune_seconds": 0.0, "evaluate_seconds": 0.0,
-                     "per_seed": {str(s): {"finetune_seconds": 0.0, "evaluate_seconds": 0.0} for s in range(seeds)}}
+                     "per_seed": {str(s): {"finetune_seconds": 0.0, "evaluate_seconds": 0.0} for s in seeds}}
     found = rates or run_rates(exp)
     lr_search, rates = found.record, found.by_paradigm
     if cfg.lr_search:
@@ -107,17 +113,27 @@ def run_stages(exp: Experiment, seeds: int, started: float, rates: RunRates | No
         paradigm = PARADIGMS[name]
         record = {"label": paradigm.label, "preset": paradigm.preset, "lr": rates[name]}
         entries[name] = run_entry(exp, record, lambda s, name=name: paradigm_units(exp, name, s, rates),
-                                  range(seeds), pretrained, paradigm.label)
+                                  seeds, pretrained, paradigm.label)
         for seed, run in entries[name].runs.items():
             for bucket in (timings, timings["per_seed"][str(seed)]):
                 bucket["finetune_seconds"] += run.finetune_seconds
                 bucket["evaluate_seconds"] += run.evaluate_seconds
     paradigms = {name: entry.record for name, entry in entries.items()}
     analysed = time.perf_counter()
-    first = {name: entry.runs[0].vectors for name, entry in entries.items()}
-    analysis = run_analyses(exp, first, paradigms, pretrained)
+    analysis = {}
+    if FIRST_SEED in seeds:
+        first = {name: entry.runs[FIRST_SEED].vectors for name, entry in entries.items()}
+        analysis = run_analyses(exp, first, paradigms)
+    if exp.cfg.analysis.ablation:
+        exp.log(f"analysis: ablation of {', '.join(exp.cfg.analysis.ablation)}")
+        analysis["ablation"] = ablation(exp, exp.cfg.analysis.ablation, pretrained, seeds)
     timings["analysis_seconds"] = time.perf_counter() - analysed
     timings["total_seconds"] = time.perf_counter() - started
     path = exp.run_dir / "results.json"
     write_json(path, results_record(exp, seeds, pretrained, paradigms, lr_search, analysis, timings))
     return path
+
+
+def _span(seeds: Sequence[int]) -> str:
+    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
+        else ", ".join(map(str, seeds))

@@ -7,7 +7,7 @@ each trains exactly the units the others would, into the same files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from ..vectors import TaskVector
 from .ablation import ablation_units
@@ -25,11 +25,11 @@ def lr_candidates(exp: Experiment) -> list[Unit]:
     return [Unit(0, p, t, lr=lr) for p in exp.cfg.paradigms for lr in exp.cfg.lr_search for t in exp.tasks]
 
 
-def finetune_units(exp: Experiment, seeds: int, rates: Mapping[str, float]) -> list[Unit]:
-    """Every fine-tune after the rate search: each seed of each paradigm, then the ablation's presets; a
-    vector file that two entries share (an ablation preset that is a paradigm's own) is listed once."""
-    units = [u for s in range(seeds) for p in exp.cfg.paradigms for u in paradigm_units(exp, p, s, rates)]
-    units += [u for preset in exp.cfg.analysis.ablation for u in ablation_units(exp, preset)]
+def finetune_units(exp: Experiment, seeds: Sequence[int], rates: Mapping[str, float]) -> list[Unit]:
+    """Every fine-tune after the rate search: each seed of each paradigm, then the ablation's presets at each
+    seed; a vector file that two entries share (an ablation preset that is a paradigm's own) is listed once."""
+    units = [u for s in seeds for p in exp.cfg.paradigms for u in paradigm_units(exp, p, s, rates)]
+    units += [u for s in seeds for preset in exp.cfg.analysis.ablation for u in ablation_units(exp, preset, s)]
     return unique(exp, units)
 
 

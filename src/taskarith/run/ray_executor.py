@@ -28,6 +28,7 @@ from .experiment import Experiment, Log
 from .lr_search import RunRates, run_rates
 from .pipeline import check_merges, check_plan, run_stages
 from .plan import finetune_units, first_seed, lr_candidates, paradigm_units
+from .seeds import FIRST_SEED, seed_indices
 from .stages import evaluate_stage, negate_stage, negates
 from .training import Unit, trained_vector, unit_vector_file
 
@@ -137,7 +138,7 @@ def _connect(ray, address: str | None) -> None:
         raise TaskarithError(f"{where} ({clip(one_line(str(e)))})") from None
 
 
-def _submit(ray, exp: Experiment, ctx: Context, seeds: int) -> tuple[RunRates, list]:
+def _submit(ray, exp: Experiment, ctx: Context, seeds: Sequence[int]) -> tuple[RunRates, list]:
     """The run's rates, and every other unit of the run as a Ray task, each given the results of the tasks it
     reads (the rate search's fine-tunes are awaited first: the rates they choose name the run's other vectors)."""
     cfg, res, log = exp.cfg, exp.cfg.resources, exp.log
@@ -151,29 +152,31 @@ def _submit(ray, exp: Experiment, ctx: Context, seeds: int) -> tuple[RunRates, l
     rates = found.by_paradigm
     units = finetune_units(exp, seeds, rates)
     trained = {unit_vector_file(exp, u): finetune.remote(ctx, u) for u in units}
-    groups = [paradigm_units(exp, p, s, rates) for s in range(seeds) for p in cfg.paradigms]
-    groups += [ablation_units(exp, preset) for preset in cfg.analysis.ablation]
+    groups = [paradigm_units(exp, p, s, rates) for s in seeds for p in cfg.paradigms]
+    groups += [ablation_units(exp, preset, s) for s in seeds for preset in cfg.analysis.ablation]
     evaluations: dict[tuple, Any] = {}
     for group in groups:
         files = tuple(unit_vector_file(exp, u) for u in group)
-        for kind in ("evaluate", "negate") if negates(exp) else ("evaluate",):
+        for kind in ("evaluate", "negate") if negates(exp, group[0].seed) else ("evaluate",):
             evaluations.setdefault((kind, files), evaluate.remote(ctx, kind, group, *[trained[f] for f in files]))
-    seed0 = [tuple(unit_vector_file(exp, u) for u in paradigm_units(exp, p, 0, rates)) for p in cfg.paradigms]
+    analysed = FIRST_SEED in seeds  # the analyses read the first seed's vectors, in the run that holds it
+    seed0 = [tuple(unit_vector_file(exp, u) for u in paradigm_units(exp, p, FIRST_SEED, rates))
+             for p in cfg.paradigms] if analysed else []
     after = {"kernel": [evaluations[("evaluate", files)] for files in seed0]}
-    names = list(analysis_stages(exp, {}, {}))
+    names = list(analysis_stages(exp, {}, {})) if analysed else []
     log(f"ray: {len(units)} fine-tune(s), {len(evaluations)} evaluation(s), {len(names)} analysis unit(s)")
     analyses = [analyse.remote(ctx, name, rates, *after.get(name, [trained[f] for fs in seed0 for f in fs]))
                 for name in names]
     return found, [*trained.values(), *evaluations.values(), *analyses]
 
 
-def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | None = None, address: str | None = None,
-               progress: bool = True, log: Log = print) -> Path:
+def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | Sequence[int] | None = None,
+               address: str | None = None, progress: bool = True, log: Log = print) -> Path:
     """Run everything the config asks for on a Ray cluster and write results.json; returns its path."""
     ray = import_ray()
     started = time.perf_counter()
     check_merges(cfg.eval)
-    seeds = seeds or cfg.seeds
+    seeds = seed_indices(seeds, cfg.seeds)
     run_dir = Path(os.path.abspath(run_dir))
     with run_lock(run_dir):
         remove_temp_files(run_dir)

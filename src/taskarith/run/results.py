@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ..version import __version__
 from .experiment import Experiment
@@ -24,7 +24,7 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def results_record(exp: Experiment, seeds: int, pretrained: Mapping, paradigms: Mapping, lr_search: dict | None,
+def results_record(exp: Experiment, seeds: Sequence[int], pretrained: Mapping, paradigms: Mapping, lr_search: dict | None,
                    analysis: Mapping, timings: Mapping) -> dict:
     cfg = exp.cfg
     return {
@@ -35,9 +35,9 @@ def results_record(exp: Experiment, seeds: int, pretrained: Mapping, paradigms: 
         "config": cfg.model_dump(mode="json"),
         "model": {"family": cfg.model.family, "name": cfg.model.name, "base_hash": exp.model.fingerprint(),
                   "parameters": sum(p.numel() for p in exp.model.net.parameters())},
-        "seeds": list(range(seeds)),
+        "seeds": list(seeds),
         "tasks": {t: {"classes": list(d.class_names), "templates": list(d.templates), "sizes": d.sizes()}
-                  for t, d in exp.data(0).items()},
+                  for t, d in exp.data(seeds[0]).items()},
         "pretrained": pretrained,
         "paradigms": paradigms,
         **({"lr_search": lr_search} if lr_search else {}),

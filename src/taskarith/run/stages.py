@@ -12,6 +12,7 @@ from ..vectors import TaskVector
 from .artifacts import run_stage, stage_inputs
 from .experiment import Experiment
 from .protocol import evaluate_vectors, negate_each
+from .seeds import FIRST_SEED
 from .summary import summarize
 from .training import Unit, trained_vector, unit_vector_file
 
@@ -39,13 +40,14 @@ def evaluate_stage(exp: Experiment, units: Sequence[Unit], vectors: Mapping[str,
     return run_stage(exp, name, inputs, lambda: evaluate_vectors(exp, vectors, units[0].seed))
 
 
-def negates(exp: Experiment) -> bool:
-    return exp.cfg.eval.negation and len(exp.tasks) > 1
+def negates(exp: Experiment, seed: int) -> bool:
+    """Negation is a protocol check, not a claim compared over seeds: the first seed only."""
+    return exp.cfg.eval.negation and len(exp.tasks) > 1 and seed == FIRST_SEED
 
 
 def negate_stage(exp: Experiment, units: Sequence[Unit], vectors: Mapping[str, TaskVector],
                  pretrained: Mapping) -> dict:
-    """Negation of each vector (stage `negate`), where `negates(exp)`."""
+    """Negation of each vector (stage `negate`), where `negates(exp, seed)`."""
     name, inputs = _stage(exp, units, "negate", pretrained=pretrained)
     return run_stage(exp, name, inputs, lambda: negate_each(exp, vectors, pretrained))
 
@@ -57,7 +59,7 @@ def run_seed(exp: Experiment, units: Sequence[Unit], pretrained: Mapping) -> See
     trained = time.perf_counter()
     exp.log(f"evaluating {units[0].paradigm if units[0].preset is None else units[0].preset} (seed {units[0].seed})")
     result = evaluate_stage(exp, units, vectors)
-    if negates(exp):
+    if negates(exp, units[0].seed):
         result["negation"] = negate_stage(exp, units, vectors, pretrained)
     result["training"] = {t: {**tv.meta["training"], "steps": tv.meta["train_config"]["steps"]}
                           for t, tv in vectors.items()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,12 +163,14 @@ def _check_finite(tensors: dict[str, torch.Tensor], job: TrainingJob, step: int)
 def _train_loop(session: _Session, examples: _Examples, memory) -> dict:
     """Steps from `session.step` to train.steps, a checkpoint every train.checkpoint_every; this call's timing."""
     job, cfg = session.job, session.job.train
-    start, started, first_step_end = session.step, time.perf_counter(), None
+    start, started, first_step_end, durations = session.step, time.perf_counter(), None, []
     # the bar closes on errors too, or a later bar in this process is drawn below a dead one
     shown = job.progress and session.ranks.writes
     with _progress(cfg.steps, start, f"{job.task}/{job.paradigm.name}", shown) as bar:
         while session.step < cfg.steps:
+            step_started = time.perf_counter()
             loss, size = _step(session, examples)
+            durations.append(time.perf_counter() - step_started)
             first_step_end = first_step_end or time.perf_counter()
             bar.update(1)
             rate = (session.step - start) * size / (time.perf_counter() - started)
@@ -179,7 +182,7 @@ def _train_loop(session: _Session, examples: _Examples, memory) -> dict:
                     save_checkpoint(job.checkpoint, step=session.step, trainable=session.trainable.tensors,
                                     optimizer=session.optimizer, scheduler=session.scheduler,
                                     fingerprint=session.run_id)
-    return _timing(session.step - start, started, first_step_end)
+    return _timing(session.step - start, started, first_step_end, durations)
 
 
 def _step(session: _Session, examples: _Examples) -> tuple[torch.Tensor, int]:
@@ -201,11 +204,14 @@ def _step(session: _Session, examples: _Examples) -> tuple[torch.Tensor, int]:
     return loss, len(idx)
 
 
-def _timing(done: int, started: float, first_step_end: float | None) -> dict:
-    """Seconds of this call; per step, the steady rate after the first step (which also allocates)."""
+def _timing(done: int, started: float, first_step_end: float | None, durations: list[float]) -> dict:
+    """Seconds of this call; per step, the steady rate after the first step (which also allocates), and the
+    median step after the first, which a burst of contention from another process moves far less."""
     total = time.perf_counter() - started
     if first_step_end is not None and done > 1:
         steady = (time.perf_counter() - first_step_end) / (done - 1)
     else:
         steady = total / done if done else math.nan
-    return {"steps_this_session": done, "seconds": total, "seconds_per_step": steady}
+    steady_steps = durations[1:] or durations
+    median = float(statistics.median(steady_steps)) if steady_steps else math.nan
+    return {"steps_this_session": done, "seconds": total, "seconds_per_step": steady, "median_seconds_per_step": median}

@@ -1,0 +1,106 @@
+"""Checks of our own protocol and measures of our own, kept apart from the paper's claims.
+
+The paper reports no negation result, no α ties and no gain over zero-shot: these check that the protocol did
+what it should on this data. The fine-tune's own memory is a measure of ours (Table 4's "Cost" is the size of
+the parameters held, tested among the claims), and it is process-level and noisy, so it is tested over seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Mapping
+
+from .stats import paired
+from .tables import label, paradigm_names
+from .verdicts import Claim, interval, test_text
+
+PASSES, FAILS_CHECK, NOTE = "passes", "fails", "note"
+
+
+def negation(results: Mapping) -> list[Claim]:
+    """On test, the worst control task over the targets keeps `negation_keep` of its pre-trained accuracy.
+    α was chosen on validation, so test may fall short; the check says where it does."""
+    keep = results.get("config", {}).get("eval", {}).get("negation_keep", 0.95)
+    rows = []
+    for p in paradigm_names(results["paradigms"]):
+        worst = {}  # seed: (share kept, target)
+        for s, r in results["paradigms"][p]["seeds"].items():
+            kept = [(n["control"] / n["pretrained_control"], t) for t, n in (r.get("negation") or {}).items()
+                    if n["pretrained_control"]]
+            if kept:
+                worst[s] = min(kept)
+        if not worst:
+            continue
+        seed = min(worst, key=worst.get)
+        passed = sum(share >= keep for share, _ in worst.values())
+        rows.append(Claim(f"Negation keeps the control at ≥ {100 * keep:g}% on test, {label(p)}",
+                          "the protocol's rule (α chosen on validation)",
+                          f"worst {100 * worst[seed][0]:.1f}% (target {worst[seed][1]}, seed {seed}); "
+                          f"kept in {passed} of {len(worst)} seed(s)", "every target of each seed", "—",
+                          PASSES if passed == len(worst) else FAILS_CHECK))
+    return rows
+
+
+def alpha_edges(results: Mapping) -> Claim:
+    """How often task addition's α was a tie, and how often it sat at the top of its grid (a lower bound)."""
+    grid = results.get("config", {}).get("eval", {}).get("alphas") or []
+    top = max(grid) if grid else None
+    choices = [(p, r["addition"]) for p in results["paradigms"] for r in results["paradigms"][p]["seeds"].values()]
+    ties = sum((a.get("alpha_ties") or 1) > 1 for _, a in choices)
+    at_top = [f"{label(p)}" for p, a in choices if top is not None and a["alpha"] == top]
+    where = ", ".join(f"{name} ×{at_top.count(name)}" for name in dict.fromkeys(at_top)) or "none"
+    return Claim("α inside its grid", f"α ∈ {{{min(grid):g} … {top:g}}}" if grid else "—",
+                 f"{ties} ties; at the top of the grid in {len(at_top)} of {len(choices)} choices ({where})",
+                 "count over paradigm × seed", "—", PASSES if not at_top else NOTE)
+
+
+def rates_inside(results: Mapping) -> list[Claim]:
+    search = results.get("lr_search") or {}
+    rows = []
+    for p in paradigm_names(search):
+        rates = sorted(float(r) for r in search[p]["validation"])
+        chosen = float(search[p]["chosen"])
+        edge = chosen == rates[-1] or chosen == rates[0]
+        rows.append(Claim(f"Learning rate inside the search grid, {label(p)}", "—",
+                          f"chose {chosen:g} of {', '.join(f'{r:g}' for r in rates)}", "seed 0 validation", "—",
+                          NOTE if edge else PASSES))
+    return rows
+
+
+def zero_shot_gain(results: Mapping) -> list[Claim]:
+    """The unified model beats the zero-shot model on mean test accuracy, paired over seeds (the zero-shot
+    model is the same for every seed)."""
+    pre = 100 * statistics.fmean(results["pretrained"]["test"].values())
+    rows = []
+    for p in paradigm_names(results["paradigms"]):
+        seeds = results["paradigms"][p]["seeds"].values()
+        t = paired(100 * r["addition"]["absolute"] - pre for r in seeds)
+        rows.append(Claim(f"Task addition gains over zero-shot, {label(p)}", f"zero-shot {pre:.1f}%",
+                          interval(t), test_text(t, "seeds"), "—", t.verdict))
+    return rows
+
+
+def finetune_memory(results: Mapping) -> Claim:
+    """Ours: the fine-tune's own peak memory above what the process held before it, attention-only over
+    non-linear, per seed (the largest over tasks)."""
+    name = "Ours: attention-only's fine-tune memory below non-linear's"
+    paradigms = results["paradigms"]
+    if "attention" not in paradigms or "nonlinear" not in paradigms:
+        return Claim(name, "—", "—", "—", "—", "not measured")
+
+    def peak(r: Mapping) -> float | None:
+        values = [t.get("memory_increase_bytes") for t in r["training"].values()]
+        return None if any(v is None for v in values) else float(max(values))
+
+    seeds = [s for s in paradigms["attention"]["seeds"] if s in paradigms["nonlinear"]["seeds"]]
+    pairs = [(peak(paradigms["attention"]["seeds"][s]), peak(paradigms["nonlinear"]["seeds"][s])) for s in seeds]
+    if not pairs or any(a is None or b is None or b == 0 for a, b in pairs):
+        return Claim(name, "—", "not recorded", "—", "—", "not measured")
+    t = paired(1 - a / b for a, b in pairs)
+    return Claim(name, "not a claim of the paper", f"1 − ratio: {interval(t, unit='', digits=2)}",
+                 test_text(t, "seeds; process peak RSS above the fine-tune's start"), "—", t.verdict)
+
+
+def protocol_checks(results: Mapping) -> list[Claim]:
+    return [*negation(results), alpha_edges(results), *rates_inside(results), *zero_shot_gain(results),
+            finetune_memory(results)]

@@ -1,0 +1,45 @@
+"""`taskarith results pool`: join the results of several runs of one config (disjoint seed ranges) into one
+results.json and report, so that a seed study spread over sessions or machines is reported as one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import List
+
+import typer
+
+from .errors import TaskarithError, printable
+
+results_app = typer.Typer(no_args_is_help=True, help="Join the results of runs.")
+
+
+@results_app.command("pool")
+def pool(
+    runs: List[Path] = typer.Argument(..., help="Run folders of one config, each holding results.json of its seeds."),
+    out: Path = typer.Option(..., help="Folder for the pooled results.json, report.md and figures."),
+) -> None:
+    """Pool the seeds of several runs of one config into one results.json and report."""
+    from .atomic import write_json
+    from .lock import run_lock
+    from .report import load_results, write_report
+    from .run.pool import differing_commits, pool_results
+    from .run.results import git_commit
+
+    target = os.path.realpath(out)
+    for run in runs:
+        if os.path.realpath(run) == target:
+            raise TaskarithError(f"--out {out}: is one of the runs being pooled; pool into a new folder")
+    records = [load_results(run / "results.json") for run in runs]
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pooled = pool_results(records, [str(r) for r in runs], commit=git_commit(), created=now)
+    commits = differing_commits(pooled)
+    if commits:
+        typer.echo(printable(f"warning: the seeds were run at {len(commits)} commits ({', '.join(c[:7] for c in commits)}); "
+                             "results.json records each seed's"), err=True)
+    with run_lock(out):
+        write_json(out / "results.json", pooled)
+        report = write_report(out)
+    typer.echo(printable(f"pooled seeds {', '.join(map(str, pooled['seeds']))} from {len(runs)} runs"))
+    typer.echo(printable(f"report: {report}"))
