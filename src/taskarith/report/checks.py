@@ -101,6 +101,29 @@ def finetune_memory(results: Mapping) -> Claim:
                  test_text(t, "seeds; process peak RSS above the fine-tune's start"), "—", t.verdict)
 
 
+def alpha_choice_loss(curve: Mapping[str, Mapping[str, float]], alpha: float) -> tuple[float, float]:
+    """(the test-best α, test absolute accuracy lost by `alpha` against it, in pp) on a curve with test at
+    every α; ties go to the smallest α, as on validation."""
+    best = max(sorted(curve, key=float), key=lambda a: curve[a]["test_abs"])
+    return float(best), 100 * (curve[best]["test_abs"] - curve[f"{alpha:g}"]["test_abs"])
+
+
+def alpha_choice(results: Mapping) -> list[Claim]:
+    """Where test was scored at every α: what choosing α on validation cost against the test-best α."""
+    rows = []
+    for p in paradigm_names(results["paradigms"]):
+        runs = [r["addition"] for r in results["paradigms"][p]["seeds"].values()]
+        if not runs or not all("test_abs" in v for r in runs for v in r["curve"].values()):
+            continue
+        losses = [alpha_choice_loss(r["curve"], r["alpha"])[1] for r in runs]
+        val = next(iter(results["tasks"].values()))["sizes"]["caps"].get("val")
+        t = paired(losses)
+        rows.append(Claim(f"α chosen on validation near the test-best α, {label(p)}", "loss 0 pp",
+                          f"test absolute lost: {interval(t)}", f"seeds; validation capped at {val} a task", "—",
+                          NOTE if t.mean > 0 else PASSES))
+    return rows
+
+
 def protocol_checks(results: Mapping) -> list[Claim]:
-    return [*negation(results), alpha_edges(results), *rates_inside(results), *zero_shot_gain(results),
-            finetune_memory(results)]
+    return [*negation(results), alpha_edges(results), *alpha_choice(results), *rates_inside(results),
+            *zero_shot_gain(results), finetune_memory(results)]

@@ -207,7 +207,8 @@ def negation(results: Mapping) -> str:
     return ("## Task negation\n\n"
             "The model θ0 − α τ should forget the target task and keep the control task. α is the one that "
             f"lowers the target's validation accuracy most while the control keeps {kept} its pre-trained "
-            "validation accuracy. Test accuracies (%); the pre-trained row is the starting point.\n\n"
+            "validation accuracy. Test accuracies (%) over the seeds that ran negation (the first seed, in runs "
+            "since negation became a protocol check); the pre-trained row is the starting point.\n\n"
             + tables.negation_table(results))
 
 
