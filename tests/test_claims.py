@@ -179,3 +179,20 @@ def test_protocol_checks_are_their_own_section():
     assert gain.verdict == HOLDS and "(n = 3)" in gain.ours
     assert checks["Ours: attention-only's fine-tune memory below non-linear's"].verdict == NO_TEST
     assert not any("Negation" in c.claim for c in paper_claims(make_results([0.05, 0.06, 0.04])))
+
+
+def test_alpha_choice_loss_reads_the_test_curve():
+    from taskarith.report.checks import alpha_choice_loss
+
+    curve = {"0": {"test_abs": 0.5}, "0.5": {"test_abs": 0.8}, "1": {"test_abs": 0.8}}
+    assert alpha_choice_loss(curve, 1.0) == (0.5, 0.0)  # ties go to the smallest α
+    best, lost = alpha_choice_loss(curve, 0.0)
+    assert best == 0.5 and lost == pytest.approx(30.0)
+    res = make_results([0.05, 0.06, 0.04])
+    for r in res["paradigms"]["attention"]["seeds"].values():
+        for point in r["addition"]["curve"].values():
+            point["test_abs"] = point["val_abs"]
+    res["tasks"] = {t: {"sizes": {"val": 80}} for t in TASKS}
+    checks = {c.claim: c for c in protocol_checks(res)}
+    row = checks["α chosen on validation near the test-best α, Attention-only"]
+    assert "at most 80 validation examples" in row.test and row.verdict == "note"  # α 0.5, test-best 1
