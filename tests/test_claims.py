@@ -174,7 +174,13 @@ def test_ablation_rows_are_one_holm_family():
 def test_protocol_checks_are_their_own_section():
     checks = {c.claim: c for c in protocol_checks(make_results([0.05, 0.06, 0.04]))}
     assert checks["Negation keeps the control at ≥ 95% on test, Attention-only"].verdict == "passes"
-    assert "at the top of the grid in 0 of 9" in checks["α inside its grid"].ours
+    assert "at the top of the grid in 0 of 9 searched" in checks["α inside its grid"].ours
+    edge = make_results([0.05, 0.06, 0.04])
+    edge["paradigms"]["linear"]["seeds"]["1"]["addition"]["alpha"] = 1.0
+    edge["paradigms"]["linear"]["seeds"]["1"]["merges"] = {"ties": {"alpha": 1.0, "curve": {"0.5": {}, "1": {}}},
+                                                           "adamerging": {"alpha": 1.0, "curve": {"1": {}}}}
+    row = {c.claim: c for c in protocol_checks(edge)}["α inside its grid"]
+    assert "2 of 10 searched" in row.ours and row.verdict == "note"  # AdaMerging's one α is not searched
     gain = checks["Task addition gains over zero-shot, Attention-only"]
     assert gain.verdict == HOLDS and "(n = 3)" in gain.ours
     assert checks["Ours: attention-only's fine-tune memory below non-linear's"].verdict == NO_TEST

@@ -68,16 +68,10 @@ def addition(results: Mapping) -> str:
 def claims(results: Mapping) -> str:
     rows = [[c.claim, c.paper, c.ours, c.test, c.paper_effect, f"**{c.verdict}**"] for c in paper_claims(results)]
     return ("## Claims of the paper\n\n"
-            "Each claim of the paper, its figure for CLIP ViT-B/32, ours, and a verdict computed from "
-            "results.json. A comparison of two methods is a paired test: the mean difference, oriented so "
-            "that positive is the paper's direction, with its two-sided 95% t-interval (sample sd, ddof 1) "
-            "and n, over seeds, or over tasks or task pairs where an analysis ran on the first seed only. "
-            "*holds*: the difference is significant at 5% in the paper's direction; *does not hold*: "
-            "significant against it; *unresolved*: not significant. Table 2's six comparisons form one "
-            "family and Table 5's three another, each corrected by Holm's step-down method (the verdict reads "
-            "the adjusted p-value; the interval shown is the unadjusted 95% one). One value, or differences "
-            "without spread, allow *no test*. A row of two comparisons holds only when both hold. The last "
-            "column says whether the paper's own effect lies inside our interval.\n\n"
+            "Each claim of the paper, its figure for CLIP ViT-B/32, ours with its 95% interval and n, the test, "
+            "whether the paper's own effect lies inside our interval, and the verdict: *holds*, *does not "
+            "hold* or *unresolved* by a paired test (the rule is in the Protocol section). A claim the run "
+            "cannot measure is *not measured*, with why.\n\n"
             + tables.table(["Claim", "Paper (ViT-B/32)", "Ours", "Test", "Paper's effect", "Verdict"], rows,
                            "llllll"))
 
@@ -91,10 +85,22 @@ def checks(results: Mapping) -> str:
             + tables.table(["Check", "Expected", "Ours", "Over", "Result"], rows, "lllll"))
 
 
+STATISTICS = (
+    "**Statistics.** A comparison of two methods is a paired test: the mean difference, oriented so that "
+    "positive is the paper's direction, with its two-sided 95% t-interval (sample sd, ddof 1) and n, over seeds "
+    "(every seed shares the splits), or over tasks or task pairs where an analysis ran on the first seed only "
+    "(task pairs share tasks, so those are not independent). *holds*: significant at 5% in the paper's "
+    "direction; *does not hold*: significant against it; *unresolved*: not significant. Table 2's six "
+    "comparisons form one family and Table 5's three another, each corrected by Holm's step-down method: the "
+    "verdict reads the adjusted p-value, and the interval shown is the unadjusted 95% one. One value, or "
+    "differences without spread, allow no test. A row of two comparisons holds only when both hold. Every ± "
+    "in the tables is a sample sd over seeds.")
+
+
 def protocol(results: Mapping) -> str:
     train = results.get("config", {}).get("train")
     if not train:
-        return ""
+        return "## Protocol\n\n" + STATISTICS + "\n"
     ties = tables.alpha_ties(results)
     tie_text = "" if ties is None else (
         f" Task addition's α was a tie on validation in {ties[0]} of {ties[1]} choices (paradigm × seed); a tie "
@@ -103,7 +109,7 @@ def protocol(results: Mapping) -> str:
             + _rates(results, train) + f": {train['steps']} steps of batch {train['batch_size']}, AdamW with weight decay "
             f"{train['weight_decay']:g} toward {_DECAY[train.get('decay_toward')]}, cosine "
             f"schedule with {train['warmup_steps']} warm-up steps, gradient clipping at {train['grad_clip']}. "
-            "Every table in this report comes from this one protocol." + tie_text + "\n\n"
+            "Every table in this report comes from this one protocol." + tie_text + "\n\n" + STATISTICS + "\n\n"
             + (tables.lr_search_table(results) + "\n" if results.get("lr_search") else "")
             + tables.gain_table(results))
 
