@@ -96,3 +96,10 @@ def test_the_pool_command_writes_a_report_and_refuses_bad_calls(pieces, tmp_path
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
     assert not (tmp_path / "refused").exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    record = load(pieces / "second")
+    del record["paradigms"]["attention"]["seeds"]
+    (broken / "results.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(app, ["results", "pool", str(pieces / "first"), str(broken), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "malformed entry" in result.stderr and "Traceback" not in result.output

@@ -33,7 +33,12 @@ def pool(
             raise TaskarithError(f"--out {out}: is one of the runs being pooled; pool into a new folder")
     records = [load_results(run / "results.json") for run in runs]
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    pooled = pool_results(records, [str(r) for r in runs], commit=git_commit(), created=now)
+    try:
+        pooled = pool_results(records, [str(r) for r in runs], commit=git_commit(), created=now)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        # a hand-edited or truncated results.json: name what is wrong rather than show a traceback
+        raise TaskarithError(f"results.json of {', '.join(map(str, runs))}: missing or malformed entry "
+                             f"({type(e).__name__}: {e})") from None
     commits = differing_commits(pooled)
     if commits:
         typer.echo(printable(f"warning: the seeds were run at {len(commits)} commits ({', '.join(c[:7] for c in commits)}); "
