@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..analysis.advantage import nonlinear_advantage
+from ..config import validate
 from ..errors import TaskarithError
 from .seeds import FIRST_SEED
 from .summary import summarize
@@ -35,15 +36,18 @@ def _first_difference(a: object, b: object, where: str) -> str | None:
     return None if a == b else where
 
 
-def _config(record: Mapping) -> dict:
-    return {k: v for k, v in record["config"].items() if k not in PER_PIECE_CONFIG}
+def _config(record: Mapping, name: str) -> dict:
+    """The piece's config as this version reads it: fields added since it ran take their defaults, which
+    is what the piece ran with, so only a real difference of setting refuses the pool."""
+    config = validate(record["config"], f"{name}: config").model_dump(mode="json")
+    return {k: v for k, v in config.items() if k not in PER_PIECE_CONFIG}
 
 
 def check_poolable(records: Sequence[Mapping], names: Sequence[str]) -> None:
     """Refuse pieces that are not one study: one line naming the run and the first key that differs."""
     first = records[0]
     for record, name in zip(records[1:], names[1:]):
-        for what, a, b in (("config", _config(first), _config(record)),
+        for what, a, b in (("config", _config(first, names[0]), _config(record, name)),
                            *((key, first.get(key), record.get(key)) for key in SHARED)):
             found = _first_difference(a, b, what)
             if found:
@@ -104,7 +108,8 @@ def pool_results(records: Sequence[Mapping], names: Sequence[str], *, commit: st
               for r, name in zip(records, names)]
     first = records[0]
     return {"schema": first["schema"], "taskarith_version": first.get("taskarith_version"), "git_commit": commit,
-            "created": created, "config": {**first["config"], "seeds": len(seeds)},
+            "created": created,
+            "config": {**validate(first["config"]).model_dump(mode="json"), "seeds": len(seeds)},
             **{k: first[k] for k in SHARED if k in first}, "seeds": seeds,
             "seed_commits": {str(s): r.get("git_commit") for r in records for s in r["seeds"]},
             "pooled_from": pieces, "paradigms": paradigms, "analysis": analysis,
