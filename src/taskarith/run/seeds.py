@@ -20,7 +20,8 @@ def parse_seeds(text: str) -> list[int]:
     if found.group(2) is None:
         count = _bounded(found.group(1))
         if not 1 <= count <= MAX_SEEDS:
-            raise TaskarithError(f"--seeds must lie in [1, {MAX_SEEDS}], got {quote(found.group(1))}")
+            digits = found.group(1)  # digits only: safe to echo, clipped when long
+            raise TaskarithError(f"--seeds must lie in [1, {MAX_SEEDS}], got {digits if len(digits) <= 12 else digits[:12] + '…'}")
         return list(range(count))
     first, last = _bounded(found.group(1)), _bounded(found.group(2))
     if first > last or last >= MAX_SEEDS:
