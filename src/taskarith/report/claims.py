@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 from .cost_claims import ablation, efficiency
 from .stats import holm, paired
 from .tables import label
-from .verdicts import (ORDER, Claim, combined, effect_text, interval, missing, per_seed, seed_keys, test_text)
+from .verdicts import ORDER, Claim, combined, common_seeds, effect_text, interval, missing, per_seed, test_text
 
 PAIRS = (("attention", "linear"), ("attention", "nonlinear"), ("linear", "nonlinear"))
 # Table 2 of the paper (CLIP ViT-B/32), in percent.
@@ -32,7 +32,7 @@ def table2(results: Mapping) -> list[Claim]:
     paradigms = results["paradigms"]
     rows = [(m, a, b) for m in ("absolute", "normalized") for a, b in PAIRS]
     present = [(m, a, b) for m, a, b in rows if a in paradigms and b in paradigms]
-    tests = holm([per_seed(paradigms, a, b, lambda r, m=m: 100 * r["addition"][m], seed_keys(results, (a, b)))
+    tests = holm([per_seed(paradigms, a, b, lambda r, m=m: 100 * r["addition"][m], common_seeds(results, (a, b)))
                   for m, a, b in present])
     found = dict(zip(present, tests))
     out = []
@@ -56,7 +56,7 @@ def advantage(results: Mapping) -> Claim:
     paradigms = results["paradigms"]
     if any(p not in paradigms for p in ORDER):
         return missing(name, paper)
-    t = per_seed(paradigms, "attention", "linear", mean_individual, seed_keys(results, ORDER))
+    t = per_seed(paradigms, "attention", "linear", mean_individual, common_seeds(results, ORDER))
     return Claim(name, paper, "advantage NTK − attention-only: " + interval(t), test_text(t, "seeds"),
                  effect_text(t, None), t.verdict)
 
@@ -79,10 +79,11 @@ def kernel(results: Mapping) -> Claim:
 
 
 def against_others(name: str, paper: str, diffs: Callable[[str], Sequence[float]], units: str,
-                   unit: str = " pp", digits: int = 2) -> Claim:
-    """Attention-only against NTK and against non-linear; `diffs(other)` > 0 is the paper's direction."""
+                   unit: str = " pp", digits: int = 2, what: str = "") -> Claim:
+    """Attention-only against NTK and against non-linear; `diffs(other)` > 0 is the paper's direction, and
+    `what` names the measure before the intervals."""
     tests = {o: paired(diffs(o)) for o in ("linear", "nonlinear")}
-    ours = "; ".join(f"vs {label(o)}: {interval(t, unit, digits)}" for o, t in tests.items())
+    ours = what + "; ".join(f"vs {label(o)}: {interval(t, unit, digits)}" for o, t in tests.items())
     how = "; ".join(f"vs {label(o)}: {test_text(t, units)}" for o, t in tests.items())
     return Claim(name, paper, ours, how, "no number in the paper", combined(list(tests.values())))
 
@@ -107,7 +108,7 @@ def robustness(results: Mapping) -> Claim:
     paper = "attention-only above both at most α"
     if any(p not in paradigms for p in ORDER):
         return missing(name, paper)
-    seeds = seed_keys(results, ORDER)
+    seeds = common_seeds(results, ORDER)
     first = paradigms["attention"]["seeds"][seeds[0]]["addition"]["curve"]
     split = "test" if all("test_abs" in v for v in first.values()) else "val"
 
@@ -119,9 +120,8 @@ def robustness(results: Mapping) -> Claim:
             out.append(100 * statistics.fmean(mine[a][f"{split}_abs"] - theirs[a][f"{split}_abs"] for a in alphas))
         return out
 
-    claim = against_others(name, paper, area, f"seeds; mean over α > 0 of the {split} curve")
-    return Claim(claim.claim, claim.paper, f"{'test' if split == 'test' else 'validation'} curve, " + claim.ours,
-                 claim.test, claim.paper_effect, claim.verdict)
+    return against_others(name, paper, area, f"seeds; mean over α > 0 of the {split} curve",
+                          what=f"{'test' if split == 'test' else 'validation'} curve, ")
 
 
 def cosine(results: Mapping) -> Claim:
@@ -136,10 +136,8 @@ def cosine(results: Mapping) -> Claim:
         m = sim[p]["matrix"]
         return [abs(m[i][j]) for i in range(n) for j in range(i + 1, n)]
 
-    claim = against_others(name, paper, lambda o: [a - b for a, b in zip(off(o), off("attention"))],
-                           "task pairs (first seed)", unit="", digits=3)
-    return Claim(claim.claim, claim.paper, "|cos| other − attention-only: " + claim.ours, claim.test,
-                 claim.paper_effect, claim.verdict)
+    return against_others(name, paper, lambda o: [a - b for a, b in zip(off(o), off("attention"))],
+                          "task pairs (first seed)", unit="", digits=3, what="|cos| other − attention-only: ")
 
 
 def paper_claims(results: Mapping) -> list[Claim]:

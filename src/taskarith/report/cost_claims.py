@@ -12,8 +12,9 @@ from __future__ import annotations
 import statistics
 from typing import Mapping
 
+from ..paradigms import PARADIGMS
 from .stats import FAILS, HOLDS, Paired, holm, paired
-from .verdicts import Claim, effect_text, interval, missing, per_seed, seed_keys, test_text
+from .verdicts import Claim, effect_text, interval, missing, per_seed, common_seeds, test_text
 
 TABLE4_MINUTES = {"nonlinear": 17 + 38 / 60, "linear": 40 + 59 / 60, "attention": 10 + 15 / 60}
 TABLE4_HELD_M = {"nonlinear": 222, "linear": 470, "attention": 222}
@@ -23,7 +24,7 @@ TABLE5 = {"attention": 78.37, "attention+bias": 77.71, "attention+mlp": 76.52, "
 def held_parameters(name: str, entry: Mapping) -> int:
     """Parameters a fine-tune holds: the model, plus τ beside the frozen θ0 where the paradigm is linearized."""
     selection = entry["selection"]
-    return selection["total"] + (selection["count"] if name == "linear" else 0)
+    return selection["total"] + (selection["count"] if PARADIGMS[name].linear else 0)
 
 
 def step_seconds(seed: Mapping) -> tuple[float, bool]:
@@ -56,7 +57,7 @@ def step_ratio(results: Mapping, name: str, sign: int) -> Claim:
     paper = f"{paper_ratio:.2f}× non-linear's time"
     if name not in paradigms or "nonlinear" not in paradigms:
         return missing(claim, paper)
-    seeds = seed_keys(results, (name, "nonlinear"))
+    seeds = common_seeds(results, (name, "nonlinear"))
     ratios, medians = [], True
     for s in seeds:
         (mine, a), (theirs, b) = step_seconds(paradigms[name]["seeds"][s]), step_seconds(paradigms["nonlinear"]["seeds"][s])
@@ -96,7 +97,7 @@ def ablation(results: Mapping) -> list[Claim]:
     others = [p for p in TABLE5 if p != "attention"]
     present = [p for p in others if "attention" in section and p in section]
     tests = holm([per_seed(section, "attention", p, lambda r: 100 * r["addition"]["absolute"],
-                           seed_keys(results, ("attention", p), section)) for p in present])
+                           common_seeds(results, ("attention", p), section)) for p in present])
     found = dict(zip(present, tests))
     rows = []
     for p in others:

@@ -76,6 +76,3 @@ def holm(tests: Sequence[Paired]) -> list[Paired]:
         adjusted[i] = replace(tests[i], p_adjusted=running)
     return adjusted
 
-
-def half_width(test: Paired) -> float:
-    return (test.high - test.low) / 2

@@ -161,10 +161,11 @@ def negation_table(results: Mapping) -> str:
     """Task negation per target task over the seeds that ran it (the first seed in current runs): the
     pre-trained model for reference, then each paradigm."""
     names = [p for p in paradigm_names(results["paradigms"]) if negated_seeds(results["paradigms"][p])]
+    reference = results["paradigms"][names[0]]
+    pretrained = reference["seeds"][negated_seeds(reference)[0]]["negation"]  # the same in every seed
     rows = []
     for task in task_names(results):
-        first = results["paradigms"][names[0]]["seeds"][negated_seeds(results["paradigms"][names[0]])[0]]
-        first = first["negation"][task]
+        first = pretrained[task]
         rows.append([task, "Pre-trained", DASH, pct(first["pretrained_target"]), first["control_task"],
                      pct(first["pretrained_control"])])
         for name in names:

@@ -53,7 +53,7 @@ def combined(tests: Sequence[Paired]) -> str:
     return HOLDS
 
 
-def seed_keys(results: Mapping, names: Sequence[str], entries: Mapping | None = None) -> list[str]:
+def common_seeds(results: Mapping, names: Sequence[str], entries: Mapping | None = None) -> list[str]:
     """Seeds every named entry measured, in order."""
     entries = results["paradigms"] if entries is None else entries
     keys = [set(entries[n]["seeds"]) for n in names]

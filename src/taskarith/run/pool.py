@@ -82,10 +82,11 @@ def _timings(records: Sequence[Mapping], analysed: Mapping | None) -> dict:
            "per_seed": {s: per_seed[s] for s in sorted(per_seed, key=int)},
            "analysis_seconds": (analysed or {}).get("timings", {}).get("analysis_seconds", 0.0),
            "total_seconds": sum((r.get("timings") or {}).get("total_seconds", 0.0) for r in records)}
-    searched = [r["timings"]["lr_search_seconds"] for r in records if "lr_search_seconds" in (r.get("timings") or {})]
+    # the search that trained the candidates is the one in the run holding seed 0; later pieces re-score them
+    searched = [r["timings"]["lr_search_seconds"] for r in [analysed or {}, *records]
+                if "lr_search_seconds" in (r.get("timings") or {})]
     if searched:
-        out["lr_search_seconds"] = searched[0] if analysed is None else \
-            analysed["timings"].get("lr_search_seconds", searched[0])
+        out["lr_search_seconds"] = searched[0]
     return out
 
 

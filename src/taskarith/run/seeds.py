@@ -21,7 +21,8 @@ def parse_seeds(text: str) -> list[int]:
         count = _bounded(found.group(1))
         if not 1 <= count <= MAX_SEEDS:
             digits = found.group(1)  # digits only: safe to echo, clipped when long
-            raise TaskarithError(f"--seeds must lie in [1, {MAX_SEEDS}], got {digits if len(digits) <= 12 else digits[:12] + '…'}")
+            shown = digits if len(digits) <= 12 else digits[:12] + "…"
+            raise TaskarithError(f"--seeds must lie in [1, {MAX_SEEDS}], got {shown}")
         return list(range(count))
     first, last = _bounded(found.group(1)), _bounded(found.group(2))
     if first > last or last >= MAX_SEEDS:
