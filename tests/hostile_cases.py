@@ -89,8 +89,11 @@ def _raise_deadline(*_):
     raise TimeoutError("the command blocked")
 
 
+_PROGRESS = re.compile(r"\| *\d+/\d+ \[")  # a progress bar's redrawn line, from work done before the error
+
+
 def _one_error(stderr: str) -> str:
-    lines = [line for line in re.split(r"[\r\n]", stderr) if line.strip()]
+    lines = [line for line in re.split(r"[\r\n]", stderr) if line.strip() and not _PROGRESS.search(line)]
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     assert lines[0].isprintable(), lines[0]  # no escape sequence reaches the terminal
     assert len(lines[0]) <= 520, f"{len(lines[0])} characters"

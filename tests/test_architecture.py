@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "taskarith"
 # never import each other (the report is drawn from results.json alone).
 LAYERS = [
     {"errors", "version"},  # the shared groundwork, itself in layers
-    {"safety", "resources", "safe_yaml"},
+    {"safety", "resources", "safe_yaml", "input_files", "arguments"},
     {"lock"},
     {"atomic", "tensor_files"},
     {"fetch", "paradigms"},

@@ -114,7 +114,7 @@ CASES = [
          _downloads(1)),
     # writes
     Case("finetune-output-unwritable", lambda c: c.finetune_args("--out", str(_write(c.tmp / "f", b"") / "out")),
-         "cannot write here (Not a directory)"),
+         "cannot create the run folder's lock (Not a directory)"),
     Case("run-output-unwritable", lambda c: ["run", str(c.config()), "--out", str(_write(c.tmp / "f", b"") / "r")],
          "cannot create the run folder's lock (Not a directory)"),
     Case("report-on-full-disk", _report_on_full_disk, "write failed (No space left on device); the previous file "

@@ -98,17 +98,17 @@ def _nan_loss_kept_checkpoint(ctx: Ctx) -> None:
 CASES = [
     # task-vector files
     Case("vector-missing-file", lambda c: ["vector", "info", str(c.tmp / "none.safetensors")], "no such file"),
-    Case("vector-truncated", lambda c: ["vector", "info", str(_truncated(c))], "not a readable safetensors file"),
+    Case("vector-truncated", lambda c: ["vector", "info", str(_truncated(c))], "has a damaged entry in the header"),
     Case("vector-random-bytes", lambda c: ["vector", "info", str(_write(c.tmp / "v.safetensors",
                                                                          random.Random(0).randbytes(300)))],
-         "not a readable safetensors file"),
+         "not a safetensors file (no header)"),
     Case("vector-empty-file", lambda c: ["vector", "info", str(_write(c.tmp / "v.safetensors", b""))],
-         "not a readable safetensors file"),
+         "not a safetensors file (no header)"),
     Case("vector-without-metadata", lambda c: ["vector", "info", str(_raw_safetensors(c, {"a": torch.zeros(2)},
                                                                                         None))],
          "not a taskarith task vector"),
     Case("vector-metadata-not-json", lambda c: ["vector", "info", str(_raw_safetensors(
-        c, {"a": torch.zeros(2)}, {"taskarith": "{schema: 1"}))], "metadata is not valid JSON"),
+        c, {"a": torch.zeros(2)}, {"taskarith": "{schema: 1"}))], "task-vector metadata: not valid JSON"),
     Case("vector-old-schema", lambda c: ["vector", "info", str(_with_meta(c, schema=0))],
          "task-vector schema 0 is not supported (expected 1)"),
     Case("vector-nan", lambda c: ["vector", "info", str(_poisoned(c, float("nan")))], "holds NaN or Inf"),

@@ -15,23 +15,18 @@ def __getattr__(name: str):
     if name in ("TaskVector",):
         from .vectors import TaskVector
         return TaskVector
-    if name in ("load_model", "extract", "merge", "export"):
+    if name in _CHECKED:  # the wrappers that check their arguments on entry
         from . import api
         return getattr(api, name)
-    if name in ("finetune", "TrainingJob"):
-        from .training.trainer import TrainingJob, finetune
-        return {"finetune": finetune, "TrainingJob": TrainingJob}[name]
-    if name == "run_experiment":
-        from .run import run_experiment
-        return run_experiment
-    if name in ("load_config",):
-        from .config import load_config
-        return load_config
+    if name == "TrainingJob":
+        from .training.trainer import TrainingJob
+        return TrainingJob
     if name in _REGISTRIES:
         return _registry(name)
     raise AttributeError(f"module 'taskarith' has no attribute {name!r}")
 
 
+_CHECKED = ("load_model", "extract", "merge", "export", "finetune", "run_experiment", "load_config")
 _REGISTRIES = ("PARADIGMS", "MERGE_METHODS", "FAMILIES", "PRESETS", "TASKS")
 
 
@@ -47,5 +42,4 @@ def _registry(name: str):
             "TASKS": TASKS}[name]
 
 
-__all__ = ["__version__", "TaskVector", "load_model", "extract", "merge", "export", "finetune", "TrainingJob",
-           "run_experiment", "load_config", *_REGISTRIES]
+__all__ = ["__version__", "TaskVector", "TrainingJob", *_CHECKED, *_REGISTRIES]

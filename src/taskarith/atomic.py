@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import TaskarithError
+from .errors import TaskarithError, quote
+from .input_files import check_not_input
 from .lock import held_run_folder
 
 
@@ -37,6 +38,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The temp file is created exclusively (mkstemp never follows a link) and reopened without following one."""
     path = Path(path)
     _refuse_symlinks(path)
+    check_not_input(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(path)
@@ -128,10 +130,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """Serialized in memory, then written like any artifact: given a path, safetensors would write through a
-    temp file of its own that a kill leaves behind under a name no cleanup knows."""
+    temp file of its own that a kill leaves behind under a name no cleanup knows. A tensor that is not finite
+    is refused."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import save
 
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # every tensor written is finite: a NaN or Inf would only fail later, far from its cause
+        raise TaskarithError(f"{path}: tensor {quote(bad)} holds NaN or Inf; nothing was written")
     try:
         data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
     except SafetensorError as e:

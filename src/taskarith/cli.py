@@ -12,6 +12,7 @@ from .analyze_command import analyze_app
 from .results_command import results_app
 from .vector_command import vector_app
 from .errors import TaskarithError, one_line, printable, quote
+from .input_files import command_scope
 from .training.selection import PRESETS
 from .merging.methods import MERGE_METHODS
 from .paradigms import PARADIGMS
@@ -31,7 +32,8 @@ class _Group(typer.core.TyperGroup):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with command_scope():  # no write of the command may land on a file it reads
+                return super().invoke(ctx)
         except TaskarithError as e:
             if _state["debug"]:
                 raise
@@ -116,7 +118,7 @@ def _run_with(executor: str, cfg, run_dir: Path, seeds: Optional[list[int]], add
 
             if ranks.world > 1:
                 raise TaskarithError("--executor ray starts workers of its own: run it without torchrun")
-            return run_on_ray(cfg, run_dir, seeds=seeds, address=address, log=_echo)
+            return run_on_ray(cfg, run_dir, seeds=seeds, address=address, log=_echo, ray_output=_state["debug"])
         return run_experiment(cfg, run_dir, seeds=seeds, log=_echo)
     finally:
         shutdown()
@@ -143,11 +145,8 @@ def finetune(
     trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Fine-tune one task under one paradigm and write its task vector (resumes if interrupted)."""
-    from .training.trainer import TrainingJob, finetune as run_finetune
     from .paradigms import resolve_paradigm
     from .data import resolve_task
-    from .models import load_model
-    from .models.heads import zero_shot_head
     from .training.distributed import init_from_env, shutdown
 
     cfg = _load_config(config, set_, trust_pickle)
@@ -156,11 +155,8 @@ def finetune(
     try:
         data = resolve_task(task, seed=cfg.train.seed, root=cfg.data.root,
                             caps={"train": max_train} if max_train else None)
-        model = load_model(cfg.model)
-        head = zero_shot_head(model, data.class_names, data.templates)
         out = out or Path("runs") / "finetune" / data.name / par.name
-        job = TrainingJob(par, cfg.train, out, task=data.name, device_batch_size=cfg.resources.device_batch_size)
-        vector = run_finetune(model, data.train.inputs, data.train.labels, head, job)
+        vector = _finetune_into(out, cfg, par, data, ranks)
     finally:
         shutdown()
     if not ranks.writes:
@@ -169,6 +165,26 @@ def finetune(
     _echo(f"trained {sel['count']:,} of {sel['total']:,} parameters ({sel['share']:.1%}), "
           f"{vector.meta['training']['seconds_per_step']:.3f} s/step")
     _echo(out / "vector.safetensors")
+
+
+def _finetune_into(out: Path, cfg, par, data, ranks):
+    """The fine-tune's vector, trained under `out`'s lock: one writer per output folder, as for a run folder,
+    so a second fine-tune into it fails before any work."""
+    from .atomic import remove_temp_files
+    from .lock import acting_for, run_lock
+    from .models import load_model
+    from .models.heads import zero_shot_head
+    from .training.distributed import barrier
+    from .training.trainer import TrainingJob, finetune as run_finetune
+
+    with run_lock(out) if ranks.writes else acting_for(out):
+        if ranks.writes:
+            remove_temp_files(out)  # left by a killed fine-tune; the lock says no writer is active
+        barrier(ranks)
+        model = load_model(cfg.model)
+        head = zero_shot_head(model, data.class_names, data.templates)
+        job = TrainingJob(par, cfg.train, out, task=data.name, device_batch_size=cfg.resources.device_batch_size)
+        return run_finetune(model, data.train.inputs, data.train.labels, head, job)
 
 
 def _merge_lines(method) -> list[str]:

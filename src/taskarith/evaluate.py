@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.func import jvp
 
+from .errors import TaskarithError, printable
 from .models.base import Batch, Model
 from .vectors import TaskVector, applied_in_place, combine
 
@@ -50,13 +51,25 @@ def sweep(model: Model, vectors: Sequence[TaskVector], combos: Sequence[Sequence
     """Call `reduce` with f(x; θ0 + Σ_t c_t τ_t) for every combination c, evaluation set and batch.
 
     Every evaluation set is scored under one application of a combination: writing θ0 + δ into the
-    module costs about half a forward pass of a validation split, so it is paid once per combination."""
+    module costs about half a forward pass of a validation split, so it is paid once per combination.
+    A representation that is not finite stops the sweep: scored, NaN would pass for a prediction."""
+    reduce = _finite_only(reduce, vectors, combos)
     if not vectors or all(tv.linear for tv in vectors):
         _sweep_affine(model, vectors, combos, evalsets, reduce)
     elif any(tv.linear for tv in vectors):
         raise ValueError("cannot mix linear and non-linear task vectors in one sweep")
     else:
         _sweep_in_place(model, vectors, combos, evalsets, reduce)
+
+
+def _finite_only(reduce: Reducer, vectors: Sequence[TaskVector], combos: Sequence[Sequence[float]]) -> Reducer:
+    def checked(c: int, s: int, b: int, rep: torch.Tensor) -> None:
+        if not torch.isfinite(rep).all():
+            applied = ", ".join(f"{coef:g}·{tv.label()}" for tv, coef in zip(vectors, combos[c]) if coef) or "θ0"
+            raise TaskarithError(f"the model's outputs are NaN or Inf under {printable(applied)}: its weights "
+                                 "overflow (a fine-tune that diverged, from too high a train.lr, does this)")
+        reduce(c, s, b, rep)
+    return checked
 
 
 def combo_basis(combos: Sequence[Sequence[float]], n_vectors: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from .version import __version__
 from .errors import TaskarithError
 from .training.selection import select
 from .models.base import Model
-from .safety import require_regular
+from .tensor_files import check_safetensors
 from .vectors import FLOAT_DTYPES, TaskVector
 
 
@@ -52,15 +52,11 @@ def stored_dtypes(source: str) -> set[str]:
     """The dtypes a local folder's safetensors files store its weights in (F32, F16, BF16, ...), read from
     their headers; empty where that is unknown (a hub id, a pickle): the family loads every model in one
     dtype, so this is where a half-precision fine-tune of a float32 base shows."""
-    from safetensors import safe_open
-
     found: set[str] = set()
     if not os.path.isdir(source):
         return found
     for path in sorted(Path(source).glob("*.safetensors")):
-        require_regular(path)  # a link is not followed
-        with safe_open(str(path), framework="pt") as f:
-            found |= {f.get_slice(k).get_dtype() for k in f.keys()}
+        found |= {entry.dtype for entry in check_safetensors(path).values()}
     return found
 
 

@@ -1,4 +1,5 @@
-"""Peak memory of a piece of work: process peak RSS on CPU, the CUDA allocator's peak on GPU.
+"""The resources work takes: what a run's Ray tasks ask of the cluster's nodes, and the peak memory a piece
+of work used (process peak RSS on CPU, the CUDA allocator's peak on GPU).
 
 A long run's process keeps growing (heads, evaluation sets, cached vectors), so the absolute peak also
 counts what earlier work left resident. The work's own figure is its increase over a baseline read just
@@ -7,9 +8,42 @@ before it starts: the memory the work itself needed."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Mapping, Sequence
 
 import torch
+
+from .errors import TaskarithError
+
+# each field of a task request, the name of that resource on a Ray node, and its unit in a message
+_RAY_RESOURCES = {"num_cpus": ("CPU", "CPU(s)"), "num_gpus": ("GPU", "GPU(s)"), "memory": ("memory", "bytes")}
+
+
+def _amount(value: float) -> str:
+    """A count as written in a config: whole numbers (bytes above all) in full, fractions as they are."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def check_grantable(requests: Mapping[str, Mapping[str, float | None]], nodes: Sequence[Mapping[str, float]]) -> None:
+    """Refuse, before any task is sent, a request no node can grant: Ray would hold such a task forever.
+    `requests`: the config's resources.KIND sections (num_cpus, num_gpus, memory) by KIND; `nodes`: the live
+    nodes' total resources (ray.nodes()' "Resources"). Each task runs on one node."""
+    if not nodes:
+        raise TaskarithError("the Ray cluster has no live node to run tasks on")
+    for kind, request in requests.items():
+        asked = {field: value for field, value in request.items() if value}
+        for field, value in asked.items():
+            key, unit = _RAY_RESOURCES[field]
+            most = max(node.get(key, 0) for node in nodes)
+            if value > most:
+                has = f"the largest node has {_amount(most)}" if most else f"no node has any {key}"
+                raise TaskarithError(f"resources.{kind}.{field} = {_amount(value)}: no node of the Ray cluster can "
+                                     f"grant that many {unit} to one task ({has})")
+        wanted = {_RAY_RESOURCES[field][0]: value for field, value in asked.items()}
+        if not any(all(node.get(key, 0) >= value for key, value in wanted.items()) for node in nodes):
+            shapes = sorted({", ".join(f"{_amount(node.get(key, 0))} {key}" for key in wanted) for node in nodes})
+            request = ", ".join(f"{field} = {_amount(value)}" for field, value in asked.items())
+            raise TaskarithError(f"resources.{kind}: {request} fit no single node of the Ray cluster (its nodes "
+                                 f"have {'; '.join(shapes)})")
 
 
 def _status_kib(field: str) -> int:

@@ -11,6 +11,7 @@ from typing import List
 import typer
 
 from .errors import TaskarithError, printable
+from .input_files import note_input
 
 results_app = typer.Typer(no_args_is_help=True, help="Join the results of runs.")
 
@@ -31,6 +32,7 @@ def pool(
     for run in runs:
         if os.path.realpath(run) == target:
             raise TaskarithError(f"--out {out}: is one of the runs being pooled; pool into a new folder")
+        note_input(run / "results.json")  # and no hard link to one is written over
     records = [load_results(run / "results.json") for run in runs]
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:

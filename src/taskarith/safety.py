@@ -70,13 +70,28 @@ def read_text(path: str | os.PathLike, *, missing: str = "no such file", encodin
         raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are all different: with a key twice, which value counts would be a guess."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
 def parse_json(text: str, where: str, *, line: int | None = None, problem: str = "not valid JSON") -> Any:
-    """json.loads, or a one-line TaskarithError: "WHERE: PROBLEM at line L column C (why)"; with `line`, the
-    line of a JSON-lines file that `text` is, "WHERE line N: PROBLEM at column C (why)"."""
+    """json.loads refusing a key given twice, or a one-line TaskarithError: "WHERE: PROBLEM at line L column C
+    (why)"; with `line`, the line of a JSON-lines file that `text` is, "WHERE line N: PROBLEM at column C (why)"."""
     if line is not None:
         where = f"{where} line {line}"
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise TaskarithError(f"{where}: {problem} (key {quote(e.args[0])} appears twice)") from None
     except json.JSONDecodeError as e:
         at = f"column {e.colno}" if line is not None else f"line {e.lineno} column {e.colno}"
         raise TaskarithError(f"{where}: {problem} at {at} ({e.msg})") from None

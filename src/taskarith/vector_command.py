@@ -4,6 +4,7 @@ checkpoints made anywhere."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -35,11 +36,11 @@ def vector_merge(
 ) -> None:
     """Merge task vectors into one with a data-free method (apply it with one α like any task vector)."""
     from .merging import check_merge, merge_vectors
-    from .vectors import TaskVector
+    from .vectors import load_vectors
 
     settings = {"density": density, "seed": seed, "weights": _weights(weights), "majority_sign_method": majority_sign}
     check_merge(method, len(paths), **settings)  # a mistyped method or setting fails before the vectors are read
-    merged = merge_vectors([TaskVector.load(p) for p in paths], method, **settings)
+    merged = merge_vectors(load_vectors(paths, "vector merge"), method, **settings)
     merged.save(out)
     _echo(f"{merged.meta['task']}: norm {merged.norm():.6g}")
     _echo(out)
@@ -50,9 +51,12 @@ def _weights(text: Optional[str]) -> Optional[list[float]]:
     if text is None:
         return None
     try:
-        return [float(w) for w in text.split(",")]
+        weights = [float(w) for w in text.split(",")]
     except ValueError:
         raise TaskarithError(f"--weights takes comma-separated numbers, e.g. 1,0.5; got {quote(text)}") from None
+    if not all(map(math.isfinite, weights)):
+        raise TaskarithError(f"--weights must be finite numbers; got {quote(text)}")
+    return weights
 
 
 @vector_app.command("info")

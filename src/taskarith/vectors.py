@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -14,8 +16,11 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from .version import __version__
+from .arguments import as_list, as_number, as_path, as_str, require
 from .atomic import save_safetensors
-from .errors import TaskarithError, clip
+from .errors import TaskarithError, quote
+from .input_files import note_input, refuse_repeats
+from .safety import parse_json
 from .models.base import Model
 
 SCHEMA_VERSION = 1
@@ -27,6 +32,13 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # 
 class TaskVector:
     tensors: dict[str, torch.Tensor]
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require("TaskVector", "tensors", self.tensors, dict, "a dict of parameter name to tensor")
+        require("TaskVector", "meta", self.meta, dict, "a dict")
+        for n, t in self.tensors.items():
+            require("TaskVector", "tensors' keys", n, str, "parameter names (str)")
+            require("TaskVector", f"tensors[{quote(n)}]", t, torch.Tensor, "a tensor")
 
     # --- identity -------------------------------------------------------------------------------
     @property
@@ -43,17 +55,22 @@ class TaskVector:
 
     # --- arithmetic ----------------------------------------------------------------------------
     def _check_compatible(self, other: "TaskVector") -> None:
+        """The first difference that explains the rest: a paradigm kind or parameter set differs before its hash."""
+        if self.linear != other.linear:
+            raise TaskarithError(f"cannot combine linear and non-linear task vectors ({self.label()}, {other.label()})")
+        presets = (self.meta.get("preset"), other.meta.get("preset"))
+        if None not in presets and presets[0] != presets[1]:
+            raise TaskarithError(f"task vectors {self.label()} and {other.label()} cover different parameters "
+                                 f"(preset {quote(presets[0])} vs {quote(presets[1])})")
+        if self.tensors.keys() != other.tensors.keys():
+            extra = sorted(set(self.tensors) ^ set(other.tensors))[0]
+            raise TaskarithError(f"task vectors {self.label()} and {other.label()} differ in parameter {extra!r}")
         if self.meta.get("base_hash") != other.meta.get("base_hash"):
             raise TaskarithError(
                 f"task vectors {self.label()} and {other.label()} come from different bases "
                 f"({self.meta.get('base_model')} {str(self.meta.get('base_hash'))[:12]} vs "
                 f"{other.meta.get('base_model')} {str(other.meta.get('base_hash'))[:12]})"
             )
-        if self.linear != other.linear:
-            raise TaskarithError(f"cannot combine linear and non-linear task vectors ({self.label()}, {other.label()})")
-        if self.tensors.keys() != other.tensors.keys():
-            extra = sorted(set(self.tensors) ^ set(other.tensors))[0]
-            raise TaskarithError(f"task vectors {self.label()} and {other.label()} differ in parameter {extra!r}")
         for n, t in self.tensors.items():
             if t.shape != other.tensors[n].shape:
                 raise TaskarithError(
@@ -63,27 +80,33 @@ class TaskVector:
                 raise TaskarithError(f"{n}: dtype {t.dtype} in {self.label()} vs {other.tensors[n].dtype} in "
                                      f"{other.label()}")
 
-    def _combined_meta(self, other: "TaskVector", op: str) -> dict:
+    def _combined(self, other: "TaskVector", op: str) -> "TaskVector":
+        self._check_compatible(other)
+        combine_two = torch.add if op == "+" else torch.sub
+        tensors = {n: combine_two(t, other.tensors[n]) for n, t in self.tensors.items()}
+        check_finite(tensors, f"{self.label()} {op} {other.label()}", " (the values overflow their dtype)")
         meta = dict(self.meta)
         meta["task"] = f"{self.meta.get('task')}{op}{other.meta.get('task')}"
-        return meta
+        return TaskVector(tensors, meta)
 
+    # anything but a task vector (and the 0 that sum() starts from) is NotImplemented: Python's TypeError
     def __add__(self, other: "TaskVector | int") -> "TaskVector":
-        if isinstance(other, int) and other == 0:  # lets sum() start from 0
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
             return self
-        self._check_compatible(other)
-        return TaskVector({n: t + other.tensors[n] for n, t in self.tensors.items()}, self._combined_meta(other, "+"))
+        return self._combined(other, "+") if isinstance(other, TaskVector) else NotImplemented
 
     __radd__ = __add__
 
     def __sub__(self, other: "TaskVector") -> "TaskVector":
-        self._check_compatible(other)
-        return TaskVector({n: t - other.tensors[n] for n, t in self.tensors.items()}, self._combined_meta(other, "-"))
+        return self._combined(other, "-") if isinstance(other, TaskVector) else NotImplemented
 
     def __mul__(self, coef: float) -> "TaskVector":
-        if not isinstance(coef, (int, float)):
+        if not isinstance(coef, numbers.Real) or isinstance(coef, bool):
             return NotImplemented
-        return replace(self, tensors={n: t * coef for n, t in self.tensors.items()})
+        coef = as_number("TaskVector.__mul__", "coefficient", coef)
+        tensors = {n: t * coef for n, t in self.tensors.items()}
+        check_finite(tensors, f"{coef} · {self.label()}", " (the coefficient overflows their dtype)")
+        return replace(self, tensors=tensors)
 
     __rmul__ = __mul__
 
@@ -95,15 +118,20 @@ class TaskVector:
         return sorted(n for n in self.tensors if n in other.tensors and self.tensors[n].shape == other.tensors[n].shape)
 
     def dot(self, other: "TaskVector") -> float:
+        require("TaskVector.dot", "other", other, TaskVector, "a TaskVector")
         shared = self._shared(other)
         return float(sum(torch.sum(self.tensors[n].double() * other.tensors[n].double()) for n in shared))
 
     def norm(self, names: Sequence[str] | None = None) -> float:
-        names = sorted(self.tensors if names is None else names)
+        names = sorted(self.tensors if names is None else as_list("TaskVector.norm", "names", names, as_str, "str"))
+        unknown = [n for n in names if n not in self.tensors]
+        if unknown:
+            raise TaskarithError(f"TaskVector.norm: task vector {self.label()} has no parameter {quote(unknown[0])}")
         return math.sqrt(float(sum(torch.sum(self.tensors[n].double() ** 2) for n in names)))
 
     def cosine(self, other: "TaskVector") -> float:
         """Cosine similarity over the parameters both vectors share."""
+        require("TaskVector.cosine", "other", other, TaskVector, "a TaskVector")
         shared = self._shared(other)
         if not shared:
             raise TaskarithError(f"task vectors {self.label()} and {other.label()} share no parameter")
@@ -115,6 +143,7 @@ class TaskVector:
 
     # --- base checks and application ------------------------------------------------------------
     def check_base(self, model: Model) -> None:
+        require("TaskVector.check_base", "model", model, Model, "a Model (taskarith.load_model)")
         params = model.named_weights()
         for n, t in self.tensors.items():
             if n not in params:
@@ -134,6 +163,7 @@ class TaskVector:
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
+        path = as_path("TaskVector.save", "path", path)
         meta = {"schema": SCHEMA_VERSION, "taskarith_version": __version__, **self.meta}
         save_safetensors(path, self.tensors, {_META_KEY: json.dumps(meta, sort_keys=True)})
 
@@ -141,7 +171,9 @@ class TaskVector:
     def load(cls, path: str | Path) -> "TaskVector":
         from .tensor_files import read_safetensors
 
+        path = as_path("TaskVector.load", "path", path)
         tensors, header = read_safetensors(path)
+        note_input(path)
         meta = vector_meta(path, header)
         if not tensors:
             raise TaskarithError(f"{path}: the task vector holds no tensors")
@@ -149,26 +181,36 @@ class TaskVector:
             if t.dtype not in FLOAT_DTYPES:
                 raise TaskarithError(f"{path}: tensor {n!r} has dtype {t.dtype}; expected float16, bfloat16, "
                                      f"float32 or float64")
-            if not torch.isfinite(t).all():
-                raise TaskarithError(f"{path}: tensor {n!r} holds NaN or Inf")
+        check_finite(tensors, str(path))
+        if not any(bool(t.any()) for t in tensors.values()):
+            # merged or applied, it would silently change nothing
+            raise TaskarithError(f"{path}: the task vector is zero everywhere")
         return cls(tensors, meta)
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], what: str, cause: str = "") -> None:
+    """Refuse Inf or NaN in a vector read or computed, before anyone applies or writes it."""
+    for n, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise TaskarithError(f"{what}: tensor {n!r} holds NaN or Inf{cause}")
+
+
+def load_vectors(sources: Sequence["TaskVector | str | os.PathLike"], where: str = "merge") -> list[TaskVector]:
+    """Task vectors given as vectors or files; one file named twice is refused before any is read."""
+    refuse_repeats([s for s in sources if isinstance(s, (str, os.PathLike))], f"{where}: task vectors")
+    return [s if isinstance(s, TaskVector) else TaskVector.load(s) for s in sources]
 
 
 def vector_meta(path: str | Path, header: Mapping[str, str]) -> dict:
     """A task vector file's metadata from its safetensors header, checked: present, JSON, a known schema."""
     if _META_KEY not in header:
         raise TaskarithError(f"{path}: not a taskarith task vector (no '{_META_KEY}' metadata)")
-    try:
-        meta = json.loads(header[_META_KEY])
-    except json.JSONDecodeError as e:
-        raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({e.msg})") from e
-    except RecursionError as e:  # the parser recurses once per nesting level
-        raise TaskarithError(f"{path}: task-vector metadata is nested too deeply") from e
-    except ValueError as e:  # an integer of over 4,300 digits
-        raise TaskarithError(f"{path}: task-vector metadata is not valid JSON ({clip(str(e))})") from e
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
-        got = meta.get("schema") if isinstance(meta, dict) else None
-        raise TaskarithError(f"{path}: task-vector schema {got!r} is not supported (expected {SCHEMA_VERSION})")
+    meta = parse_json(header[_META_KEY], f"{path}: task-vector metadata", problem="not valid JSON")
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    # an int, not a bool or float that equals one
+    if type(schema) is not int or schema != SCHEMA_VERSION:
+        raise TaskarithError(f"{path}: task-vector schema {quote(schema)} is not supported "
+                             f"(expected {SCHEMA_VERSION})")
     return meta
 
 

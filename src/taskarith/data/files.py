@@ -5,22 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import TaskarithError, clip, quote
 from ..safety import check_name, parse_json, read_text
+from .labels import check_label_spellings, label_string
 from .text_cleanup import dedupe, tidy
 from .registry import TaskData, make_task
 
 CSV_SUFFIXES = (".csv",)
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
-
-
-def _label_string(path: Path, where: str, value: object) -> str:
-    if isinstance(value, (str, int, float, bool)) and str(value).strip():
-        return str(value).strip()
-    raise TaskarithError(f"{path} {where}: label {quote(value)} is empty or not a string or number")
 
 
 def _text_string(path: Path, where: str, value: object) -> str:
@@ -36,19 +31,43 @@ def _missing_column(path: Path, column: str, found: Sequence[str]) -> TaskarithE
     return TaskarithError(f"{path}: no column {quote(column)}; found: {listed}")
 
 
+def _csv_records(path: Path, content: str) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, last line, fields) of each CSV record, blank lines skipped; a quote left open or a stray
+    character after a closing quote is refused, naming the line the record starts on."""
+    # strict: an open quote would otherwise swallow the rest of the file into one text
+    reader = csv.reader(io.StringIO(content), strict=True)
+    first = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # a field over the csv module's size limit, a quote left open
+            why = "a quote opened here is never closed" if "unexpected end of data" in str(e) else clip(str(e))
+            raise TaskarithError(f"{path} line {first}: not valid CSV ({why})") from None
+        if fields:
+            yield first, reader.line_num, fields
+        first = reader.line_num + 1
+
+
 def _read_csv(path: Path, content: str, text_column: str, label_column: str) -> list[tuple[str, str]]:
-    reader = csv.DictReader(io.StringIO(content))
-    found = reader.fieldnames or []
+    records = _csv_records(path, content)
+    header_line, _, header = next(records, (1, 1, []))
     for column in (text_column, label_column):
-        if column not in found:
-            raise _missing_column(path, column, found)
-    # line_num counts physical lines read so far, so a row's message names its last line.
-    try:
-        return [(_text_string(path, f"line {reader.line_num}", row[text_column]),
-                 _label_string(path, f"line {reader.line_num}", row[label_column]))
-                for row in reader]
-    except csv.Error as e:  # a field over the csv module's size limit, a NUL byte
-        raise TaskarithError(f"{path} line {reader.line_num}: not valid CSV ({clip(str(e))})") from None
+        if column not in header:
+            raise _missing_column(path, column, header)
+        if header.count(column) > 1:
+            raise TaskarithError(f"{path} line {header_line}: column {quote(column)} appears twice; which one "
+                                 f"counts would be a guess")
+    text_at, label_at = header.index(text_column), header.index(label_column)
+    rows = []
+    # a row's message names its last line, where its label usually is
+    for _, last, fields in records:
+        if len(fields) != len(header):
+            raise TaskarithError(f"{path} line {last}: {len(fields)} field(s), but the header has {len(header)} "
+                                 f"(is a comma in a text not quoted?)")
+        rows.append((fields[text_at], label_string(path, f"line {last}", fields[label_at])))
+    return rows
 
 
 def _json_records(path: Path, content: str) -> list[tuple[str, object]]:
@@ -69,7 +88,7 @@ def _read_json(path: Path, content: str, text_column: str, label_column: str) ->
             if column not in record:
                 raise _missing_column(path, column, list(record))
         rows.append((_text_string(path, where, record[text_column]),
-                     _label_string(path, where, record[label_column])))
+                     label_string(path, where, record[label_column])))
     return rows
 
 
@@ -83,23 +102,23 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text",
         raise TaskarithError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .jsonl or .json")
     # line ends translated as text mode would: CR LF and CR become LF
     content = read_text(path, encoding="utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+    _refuse_nul(path, content)
     read = _read_csv if suffix in CSV_SUFFIXES else _read_json
     rows = read(path, content, text_column, label_column)
-    return dedupe([tidy(text) for text, _ in rows], [label for _, label in rows])
+    texts = [tidy(text) for text, _ in rows]
+    if not rows:
+        raise TaskarithError(f"{path}: holds no labelled rows")
+    if not any(texts):
+        raise TaskarithError(f"{path}: every text in column {quote(text_column)} is empty or only whitespace")
+    return dedupe(texts, [label for _, label in rows])
 
 
-def _check_label_spellings(path: Path, labels: Sequence[str]) -> None:
-    """Refuse two spellings of one number ("1" and "1.0"): each would silently become a class of its own."""
-    spelled: dict[float, str] = {}
-    for label in sorted(set(labels)):
-        try:
-            value = float(label)
-        except ValueError:
-            continue
-        if value in spelled:
-            raise TaskarithError(f"{path}: labels {quote(spelled[value])} and {quote(label)} spell the same number; "
-                                 f"write every label of a class the same way")
-        spelled[value] = label
+def _refuse_nul(path: Path, content: str) -> None:
+    """A NUL byte means a binary file or a damaged one: its rows cannot be trusted to be what was written."""
+    at = content.find("\0")
+    if at >= 0:
+        line = content.count("\n", 0, at) + 1
+        raise TaskarithError(f"{path} line {line}: holds a NUL byte; expected a text file")
 
 
 def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
@@ -121,7 +140,7 @@ def load_file_task(path: str | os.PathLike, *, name: str | None = None, text_col
     name = name if name is not None else check_name(Path(path).stem, f"{path}: task name (the file's stem)")
     templates = _check_templates(("{}.",) if templates is None else templates)
     texts, label_strings = read_labelled(path, text_column, label_column)
-    _check_label_spellings(Path(path), label_strings)
+    check_label_spellings(Path(path), label_strings)
     class_names = tuple(sorted(set(label_strings)))
     if len(class_names) < 2:
         raise TaskarithError(

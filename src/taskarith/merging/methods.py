@@ -13,10 +13,11 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
+from ..arguments import as_int, as_list, as_number, as_real, as_str, require
 from ..errors import TaskarithError, quote
 from ..paradigms import PARADIGMS
 from ..tensor_files import named_digest
-from ..vectors import TaskVector, check_compatible
+from ..vectors import TaskVector, check_compatible, check_finite
 from .adamerging import coefficient_sum, layer_coefficients
 from .data import MergeData
 from .fisher import fisher_weighted, task_fishers
@@ -102,7 +103,11 @@ def check_merge(name: str, count: int, *, density: float = 0.2, seed: int = 0,
                 common_share: float = COMMON_SHARE, data: MergeData | None = None) -> tuple[MergeMethod, dict]:
     """The method and its settings, checked for `count` task vectors before any is read. A method that reads
     data takes it from `data`, one entry per vector; the others must do without."""
-    method = merge_method(name)
+    method = merge_method(as_str("merge", "method", name))
+    density, seed = as_number("merge", "density", density), as_int("merge", "seed", seed)
+    common_share = as_number("merge", "common_share", common_share)
+    as_str("merge", "majority_sign_method", majority_sign_method)
+    require("merge", "data", data, (MergeData, type(None)), "a MergeData or None")
     if method.needs != "vectors":
         if data is None:
             data_free(name)  # raises: what it needs, named
@@ -127,13 +132,13 @@ def check_merge(name: str, count: int, *, density: float = 0.2, seed: int = 0,
 
 
 def _checked_weights(method: MergeMethod, weights: Sequence[float], count: int) -> list[float]:
+    weights = as_list("merge", "weights", weights, as_real, "numbers")
     if "weights" not in method.params:
         raise TaskarithError(f"{method.name} takes no per-vector weights")
     if len(weights) != count:
         raise TaskarithError(f"weights: {len(weights)} given for {count} task vectors; give one per vector")
-    weights = [float(w) for w in weights]
     if not all(math.isfinite(w) for w in weights):
-        raise TaskarithError(f"merge weights must be finite numbers, got {weights}")
+        raise TaskarithError(f"merge weights must be finite numbers, got {quote(weights)}")
     return weights
 
 
@@ -159,6 +164,7 @@ def merge_vectors(vectors: Sequence[TaskVector], method: str, *, density: float 
     """τ_merged[p] = rule(τ_1[p], …, τ_T[p]) for each parameter p of task vectors of one base and paradigm.
     `weights` gives each vector its w_t, `seed` DARE's drops and the examples a data method reads; `data` is
     what such a method reads. Settings a method does not read are not recorded in the result's metadata."""
+    as_list("merge", "vectors", vectors, _vector, "TaskVectors")
     record, settings = check_merge(method, len(vectors), density=density, seed=seed, weights=weights,
                                    majority_sign_method=majority_sign_method, common_share=common_share, data=data)
     check_compatible(vectors)
@@ -171,10 +177,22 @@ def merge_vectors(vectors: Sequence[TaskVector], method: str, *, density: float 
         stack = torch.stack([tv.tensors[name] for tv in vectors])
         tensors[name] = record.rule(stack, generator=generator, statistic=statistics.get(name),
                                     **rule_settings).to(stack.dtype)
+    check_finite(tensors, f"the {method} merge of {len(vectors)} task vectors", _overflow(settings["weights"]))
     if not any(bool(t.any()) for t in tensors.values()):
         # τ and −τ summed, or signs that cancel everywhere: applying it would silently be θ0
         raise TaskarithError(f"the {method} merge of {len(vectors)} task vectors is zero everywhere; nothing to apply")
     return TaskVector(tensors, provenance(vectors, record, settings))
+
+
+def _vector(where: str, name: str, value: object) -> TaskVector:
+    return require(where, name, value, TaskVector, "a TaskVector")
+
+
+def _overflow(weights: Sequence[float] | None) -> str:
+    """Why a merge of finite vectors holds Inf or NaN: its weights, or values near their dtype's limit."""
+    if weights is not None:
+        return f" (weights {quote(weights)} overflow the vectors' dtype; use smaller weights)"
+    return " (the vectors' values overflow their dtype)"
 
 
 def _check_paradigm(vectors: Sequence[TaskVector], method: MergeMethod) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
+from pathlib import Path
 from typing import Any
 
-from ..errors import TaskarithError
+from ..errors import TaskarithError, one_line
+from ..input_files import note_input
+from ..tensor_files import check_safetensors
 
 
 def expand_name(name: str) -> str:
@@ -15,10 +19,20 @@ def expand_name(name: str) -> str:
 
 
 def load_pretrained(loader: Any, path: str, what: str, **kwargs: Any) -> Any:
-    """`loader.from_pretrained(path, **kwargs)`; a missing or unreadable `what` is a TaskarithError."""
+    """`loader.from_pretrained(path, **kwargs)`; a missing, unreadable or damaged `what` is a TaskarithError.
+
+    A folder's safetensors headers are checked first, as every safetensors file taskarith reads is: the
+    loader would otherwise fail on a lying offset or a name stored twice with an error of its own."""
+    from safetensors import SafetensorError
+
+    if os.path.isdir(path):
+        note_input(path)
+        for weights in sorted(Path(path).glob("*.safetensors")):
+            check_safetensors(weights)
     try:
         return loader.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, SafetensorError, pickle.UnpicklingError, EOFError) as e:
+        # UnpicklingError: a pickle that weights-only loading refuses (its payload never runs)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = "folder" if os.path.isdir(path) else "model id (not in the local cache?)"
-        raise TaskarithError(f"{path}: cannot load the {what} from this {where}: {first}") from e
+        raise TaskarithError(f"{path}: cannot load the {what} from this {where}: {one_line(first)}") from e

@@ -16,6 +16,7 @@ from typing import Mapping
 import torch
 
 from ..errors import TaskarithError, clip
+from ..input_files import note_input
 from ..safety import read_regular
 from ..tensor_files import read_safetensors
 
@@ -145,6 +146,7 @@ def _state_dict_of(path: Path, obj: object) -> dict[str, torch.Tensor]:
 def read_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors: safetensors always; a pickle only with `trust_pickle`, as weights only."""
     path = Path(path)
+    note_input(path)
     suffix = path.suffix.lower()
     if suffix not in CHECKPOINT_SUFFIXES:
         raise TaskarithError(f"{path}: unsupported checkpoint type {suffix or '(none)'!r}; expected "

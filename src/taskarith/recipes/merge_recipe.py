@@ -16,7 +16,8 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from ..errors import TaskarithError
+from ..errors import TaskarithError, quote
+from ..input_files import refuse_repeats
 from ..training.selection import match_names, patterns_for
 from ..merging.methods import RULE_SETTINGS, check_merge
 from ..tensor_files import named_digest
@@ -87,6 +88,7 @@ def merge_recipe(recipe: Recipe, folder: Path, out: Path, *, recipe_text: str, p
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(model_folder(base_dir))
         inputs = [_Input(spec, folder, base.names(), recipe.preset) for spec in recipe.inputs]
+        refuse_repeats([base_dir, *(source.path for source in inputs)], "recipe inputs")
         for source in inputs:
             stack.enter_context(source.tensors)
         covered = sorted(inputs[0].names())
@@ -106,6 +108,7 @@ def merge_recipe(recipe: Recipe, folder: Path, out: Path, *, recipe_text: str, p
 def _stream(recipe, method, settings, base, inputs, covered, writer, progress) -> None:
     generator = torch.Generator().manual_seed(recipe.seed)  # draws in name order, as merge_vectors makes them
     rule_settings = {k: settings[k] for k in RULE_SETTINGS if k in settings}
+    changed = False
     for name in tqdm(base.names(), desc="merging", unit="tensor", disable=not progress, leave=False):
         theta = base.get(name)
         if name in covered:
@@ -113,9 +116,18 @@ def _stream(recipe, method, settings, base, inputs, covered, writer, progress) -
             for t, source in enumerate(inputs):
                 stacked[t] = source.delta(name, theta)
             tau = method.rule(stacked, generator=generator, statistic=None, **rule_settings)
+            changed = changed or bool(tau.any())
             theta = (theta.double() + recipe.alpha * tau.double()).to(theta.dtype)
             del stacked, tau
+        if theta.is_floating_point() and not torch.isfinite(theta).all():
+            cause = (f"θ0 + α · merged τ overflows {theta.dtype}: check the inputs' weights and alpha"
+                     if name in covered else f"as it does in the base {base.label}")
+            raise TaskarithError(f"tensor {quote(name)} of the merged model holds NaN or Inf ({cause}); "
+                                 "nothing was written")
         writer.add(name, theta)
+    if not changed:  # as `vector merge` refuses: the export would only be a copy of the base
+        raise TaskarithError(f"the merged task vector is zero in every tensor (the inputs' weights cancel, or "
+                             f"{recipe.method} keeps nothing); nothing was written")
 
 
 def model_card(recipe: Recipe, label: str, inputs: list[_Input], recipe_text: str) -> str:

@@ -6,33 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
-from ..errors import TaskarithError
-from ..safety import parse_json, read_text, require_regular
+from ..errors import TaskarithError, quote
+from ..input_files import note_input
+from ..safety import parse_json, read_text
+from ..tensor_files import DTYPES, TensorEntry, open_regular, read_header
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
-
-
-DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-          "BOOL": torch.bool}
-
-
-@dataclass(frozen=True)
-class _Entry:
-    fd: int
-    dtype: str
-    shape: tuple[int, ...]
-    start: int  # absolute byte offsets in the file
-    end: int
 
 
 class TensorFiles(contextlib.ExitStack):
@@ -43,68 +28,43 @@ class TensorFiles(contextlib.ExitStack):
 
     def __init__(self, files: Iterable[Path], label: str):
         super().__init__()
-        self.label, self._files, self._where = label, list(files), {}
+        self.label, self._files = label, list(files)
+        self._where: dict[str, tuple[int, TensorEntry]] = {}
         self.metadata: dict[str, str] = {}
 
     def __enter__(self) -> "TensorFiles":
         super().__enter__()
         for path in self._files:
-            try:
-                require_regular(path)
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                raise TaskarithError(f"{path}: cannot read ({e.strerror})") from None
+            fd = open_regular(path)
             self.callback(os.close, fd)
-            for name, entry in _header(path, fd, self.metadata).items():
+            note_input(path)
+            entries, metadata = read_header(path, fd)
+            self.metadata.update(metadata)
+            for name, entry in entries.items():
                 if name in self._where:
-                    raise TaskarithError(f"{self.label}: tensor {name!r} is stored twice ({path.name})")
-                self._where[name] = entry
+                    raise TaskarithError(f"{self.label}: tensor {quote(name)} is stored twice ({path.name})")
+                self._where[name] = (fd, entry)
         return self
 
     def names(self) -> list[str]:
         return sorted(self._where)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return self._where[name].shape
+        return self._where[name][1].shape
 
     def dtype(self, name: str) -> str:
-        return self._where[name].dtype
+        return self._where[name][1].dtype
 
     def get(self, name: str) -> torch.Tensor:
         if name not in self._where:
-            raise TaskarithError(f"{self.label}: has no tensor {name!r}")
-        e = self._where[name]
+            raise TaskarithError(f"{self.label}: has no tensor {quote(name)}")
+        fd, e = self._where[name]
         data = bytearray(e.end - e.start)
-        if os.preadv(e.fd, [data], e.start) != len(data):
-            raise TaskarithError(f"{self.label}: tensor {name!r} is cut short")
+        if os.preadv(fd, [data], e.start) != len(data):
+            raise TaskarithError(f"{self.label}: tensor {quote(name)} is cut short")
         if not data:
             return torch.empty(e.shape, dtype=DTYPES[e.dtype])
         return torch.frombuffer(data, dtype=DTYPES[e.dtype]).reshape(e.shape)
-
-
-def _header(path: Path, fd: int, metadata: dict) -> dict[str, _Entry]:
-    """A safetensors file's tensors from its header: 8 bytes of length, then JSON; each byte range checked."""
-    size = os.fstat(fd).st_size
-    head = os.pread(fd, 8, 0)
-    length = int.from_bytes(head, "little") if len(head) == 8 else -1
-    if not 0 < length <= min(size - 8, 100 << 20):
-        raise TaskarithError(f"{path}: not a safetensors file (no header)")
-    tree = parse_json(os.pread(fd, length, 8).decode("utf-8", "replace"), str(path), problem="not a safetensors header")
-    if not isinstance(tree, dict):
-        raise TaskarithError(f"{path}: not a safetensors header")
-    metadata.update({k: v for k, v in (tree.pop("__metadata__", None) or {}).items() if isinstance(v, str)})
-    entries, base = {}, 8 + length
-    for name, info in tree.items():
-        try:
-            dtype, shape, (start, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
-            width = torch.empty((), dtype=DTYPES[dtype]).element_size()
-            valid = min(shape, default=0) >= 0 and 0 <= start <= end and base + end <= size and end - start == width * math.prod(shape)
-        except (KeyError, TypeError, ValueError):
-            valid = False
-        if not valid:
-            raise TaskarithError(f"{path}: tensor {name!r} has a damaged entry in the header")
-        entries[name] = _Entry(fd, dtype, shape, base + start, base + end)
-    return entries
 
 
 def model_files(folder: Path) -> list[Path]:
@@ -112,7 +72,7 @@ def model_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
         try:
-            weight_map = json.loads(read_text(index))["weight_map"]
+            weight_map = parse_json(read_text(index), str(index))["weight_map"]
             names = sorted(set(weight_map.values()))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise TaskarithError(f"{index}: not a safetensors index (no weight_map of file names)") from None

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Callable
 
 from ..atomic import write_text
-from ..errors import TaskarithError
+from ..errors import TaskarithError, clip
+from ..lock import held_run_folder, run_lock
 from ..safety import parse_json, read_text
+from .entries import Reading, check_values
 
 SUPPORTED_SCHEMA = 1  # the "schema" of docs/results-schema.md this report understands
 
 __all__ = ["load_results", "write_report"]
+
+# what rendering a results.json of the right schema but with a wrong value somewhere can raise
+MALFORMED = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError)
 
 
 def load_results(path: str | Path) -> dict:
@@ -25,29 +32,43 @@ def load_results(path: str | Path) -> dict:
     if schema != SUPPORTED_SCHEMA:
         raise TaskarithError(f"{path}: unsupported \"schema\" {schema!r}; this taskarith reads schema "
                              f"{SUPPORTED_SCHEMA}")
+    check_values(results, path)
     return results
 
 
-def _drawer(run_dir: Path) -> Callable[..., str]:
+def _drawer(run_dir: Path, reading: Reading) -> Callable[..., str]:
     def draw(name: str, figure: Callable, *args) -> str:
-        figure(*args, run_dir / "figures" / f"{name}.png")
+        figure(*(reading.for_figures(a) for a in args), run_dir / "figures" / f"{name}.png")
         return f"figures/{name}.png"
 
     return draw
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write run_dir/report.md and run_dir/figures/*.png from run_dir/results.json; returns the report path."""
+    """Write run_dir/report.md and run_dir/figures/*.png from run_dir/results.json; returns the report path.
+
+    Under the run folder's lock, taken here unless this context holds it already: so no write goes through a
+    symlink planted anywhere below the folder, and no run rewrites results.json meanwhile."""
+    run_dir = Path(run_dir)
+    held = held_run_folder() == Path(os.path.abspath(run_dir))
+    with contextlib.nullcontext() if held else run_lock(run_dir):
+        return _write(run_dir)
+
+
+def _write(run_dir: Path) -> Path:
     from .markdown import render  # matplotlib loads only when a report is written
 
-    run_dir = Path(run_dir)
     path = run_dir / "results.json"
     results = load_results(path)
+    reading = Reading()
     try:
-        text = render(results, _drawer(run_dir))
-    except (KeyError, IndexError, TypeError, ValueError) as e:
+        text = render(reading.for_markdown(results), _drawer(run_dir, reading))
+    except MALFORMED as e:
         # A hand-edited or truncated results.json: name the entry rather than show a traceback.
-        raise TaskarithError(f"{path}: missing or malformed entry ({type(e).__name__}: {e})") from e
+        # a KeyError quotes the key as escaped for Markdown: quote the file's own
+        detail = repr(reading.original(e.args[0])) if isinstance(e, KeyError) and e.args else str(e)
+        raise TaskarithError(f"{path}: missing or malformed entry near {reading.where()} "
+                             f"({type(e).__name__}: {clip(detail)})") from e
     report = run_dir / "report.md"
     write_text(report, text)
     return report

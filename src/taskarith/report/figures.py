@@ -7,6 +7,7 @@ neither leaves half-written PNGs nor accumulates open figures.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -40,7 +41,9 @@ def _color(paradigm: str) -> str:
 @contextlib.contextmanager
 def _figure(path: Path, ncols: int = 1, panel: tuple[float, float] = (5.0, 4.5), **kw) -> Iterator:
     """A styled figure with `ncols` panels, saved atomically to `path` on success and always closed."""
-    with plt.rc_context(STYLE):
+    with plt.rc_context(STYLE), warnings.catch_warnings():
+        # a name from results.json in a script the font lacks is drawn as boxes; a warning would name each glyph
+        warnings.filterwarnings("ignore", message="Glyph .* missing from")
         fig, axes = plt.subplots(1, ncols, figsize=(panel[0] * ncols, panel[1]), squeeze=False,
                                  layout="constrained", **kw)
         try:

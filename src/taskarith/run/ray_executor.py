@@ -19,15 +19,16 @@ from typing import Any, Sequence
 
 from ..atomic import remove_temp_files
 from ..config import ExperimentConfig, TaskRequest
-from ..errors import TaskarithError, clip, one_line, quote
+from ..errors import TaskarithError, printable
 from ..lock import acting_for, run_lock
-from ..resources import apply_process_settings, process_settings_applied
+from ..resources import apply_process_settings, check_grantable, process_settings_applied
 from .ablation import ablation_units
 from .analyses import analysis_stages
 from .experiment import Experiment, Log
 from .lr_search import RunRates, run_rates
 from .pipeline import check_merges, check_plan, run_stages
 from .plan import finetune_units, first_seed, lr_candidates, paradigm_units
+from .ray_cluster import check_address, connect, show_ray_output, target_of
 from .seeds import FIRST_SEED, seed_indices
 from .stages import evaluate_stage, negate_stage, negates
 from .training import Unit, trained_vector, unit_vector_file
@@ -70,8 +71,6 @@ def _experiment(ctx: Context, threads: float) -> Experiment:
 
 
 def _worker_log(line: str) -> None:
-    from ..errors import printable
-
     print(printable(line), flush=True)
 
 
@@ -128,16 +127,6 @@ def _gather(ray, refs: list) -> list:
                              "run again to resume from its checkpoint") from None
 
 
-def _connect(ray, address: str | None) -> None:
-    """Join the cluster at `address` (RAY_ADDRESS where None, else a new local one), or say in one line why not."""
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level="error")
-    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
-        where = f"--address {quote(address)}: cannot join the Ray cluster" if address is not None else \
-            "cannot start or join a Ray cluster"
-        raise TaskarithError(f"{where} ({clip(one_line(str(e)))})") from None
-
-
 def _submit(ray, exp: Experiment, ctx: Context, seeds: Sequence[int]) -> tuple[RunRates, list]:
     """The run's rates, and every other unit of the run as a Ray task, each given the results of the tasks it
     reads (the rate search's fine-tunes are awaited first: the rates they choose name the run's other vectors)."""
@@ -171,22 +160,31 @@ def _submit(ray, exp: Experiment, ctx: Context, seeds: Sequence[int]) -> tuple[R
 
 
 def run_on_ray(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | Sequence[int] | None = None,
-               address: str | None = None, progress: bool = True, log: Log = print) -> Path:
-    """Run everything the config asks for on a Ray cluster and write results.json; returns its path."""
+               address: str | None = None, progress: bool = True, log: Log = print, ray_output: bool = False,
+               join_seconds: float | None = None) -> Path:
+    """Run everything the config asks for on a Ray cluster and write results.json; returns its path.
+    `ray_output`: Ray's own messages on the terminal, escaped; `join_seconds`: the deadline to join a cluster.
+    The cluster is joined and checked before the run folder is touched, so a failure there leaves nothing."""
     ray = import_ray()
     started = time.perf_counter()
     check_merges(cfg.eval)
     seeds = seed_indices(seeds, cfg.seeds)
     run_dir = Path(os.path.abspath(run_dir))
+    target, named = target_of(address)
+    if target is not None:
+        check_address(target, named)
+    show_ray_output(ray, ray_output)
+    if not ray.is_initialized():
+        connect(ray, address, ray_output, join_seconds)
+    res = cfg.resources
+    check_grantable({"finetune": res.finetune.model_dump(), "evaluate": res.evaluate.model_dump()},
+                    [node["Resources"] for node in ray.nodes() if node.get("Alive")])
     with run_lock(run_dir):
         remove_temp_files(run_dir)
         exp = Experiment(cfg, run_dir, progress=progress, log=log)
         check_plan(exp)
-        if not ray.is_initialized():
-            _connect(ray, address)
         ctx = Context(cfg, str(run_dir), os.getcwd(), process_settings_applied())
         rates, refs = _submit(ray, exp, ctx, seeds)
         _gather(ray, refs)
         log(f"ray: every unit done in {time.perf_counter() - started:.0f} s; assembling results.json")
         return run_stages(exp, seeds, started, rates)
-
