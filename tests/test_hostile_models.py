@@ -19,7 +19,7 @@ from taskarith.input_files import command_scope, note_input
 from taskarith.tensor_files import read_safetensors
 
 from cli_cases import Ctx
-from hostile_cases import Case, _absent, check_hostile_input
+from hostile_cases import Case, _absent, _vectors, check_hostile_input
 
 WEIGHTS = "model.safetensors"
 
@@ -81,6 +81,15 @@ def _extract_over_link(c: Ctx) -> list[str]:
     base, tuned = _copy_model(c, "base"), _copy_model(c, "tuned", scale=0.01)
     os.link(base / WEIGHTS, c.tmp / "hard.safetensors")  # another name of the base's weights
     return _extract(c, base, tuned, c.tmp / "hard.safetensors")
+
+
+def _merge_over(c: Ctx, link: bool) -> list[str]:
+    paths = _vectors(c.tmp)
+    out = paths[1]
+    if link:
+        os.link(paths[1], c.tmp / "again.safetensors")
+        out = str(c.tmp / "again.safetensors")
+    return ["vector", "merge", *paths, "--out", out]
 
 
 def _extract_damaged(c: Ctx, side: str, how: str) -> list[str]:
@@ -176,6 +185,8 @@ CASES = [
     Case("extract-out-is-the-base", lambda c: _extract_over(c, "base"), "is an input of this command"),
     Case("extract-out-is-the-finetune", lambda c: _extract_over(c, "tuned"), "is an input of this command"),
     Case("extract-out-is-a-hard-link", _extract_over_link, "is an input of this command"),
+    Case("merge-out-is-an-input", lambda c: _merge_over(c, link=False), "is an input of this command"),
+    Case("merge-out-is-a-hard-link-to-an-input", lambda c: _merge_over(c, link=True), "is an input of this command"),
     # class 4: damaged folders are refused in one line by every reader, not by a library's traceback
     Case("extract-base-lying-offsets", lambda c: _extract_damaged(c, "base", "offsets"), "damaged entry"),
     Case("extract-finetune-lying-offsets", lambda c: _extract_damaged(c, "tuned", "offsets"), "damaged entry"),
