@@ -20,6 +20,7 @@ LAYERS = [
     {"safety", "resources", "safe_yaml", "input_files", "arguments"},
     {"lock"},
     {"atomic", "tensor_files"},
+    {"archives"},
     {"fetch", "paradigms"},
     {"config"},
     {"data", "models"},
@@ -28,7 +29,7 @@ LAYERS = [
     {"merging", "evaluate", "extraction"},
     {"analysis", "recipes"},
     {"run", "report"},
-    {"analyze_command", "results_command", "vector_command"},
+    {"analyze_command", "results_command", "vector_command", "models_command"},
     {"cli"},
     {"api"},  # the notebook surface over every layer
     {"__main__", "__init__"},  # the package's public names, each loaded on first use

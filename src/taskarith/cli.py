@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from .analyze_command import analyze_app
+from .models_command import models
 from .results_command import results_app
 from .vector_command import vector_app
 from .errors import TaskarithError, one_line, printable, quote
@@ -48,6 +49,7 @@ app.add_typer(vector_app, name="vector")
 app.add_typer(data_app, name="data")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(results_app, name="results")
+app.command()(models)
 
 
 @app.callback()

