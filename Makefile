@@ -5,7 +5,7 @@ TASKARITH := $(VENV)/bin/taskarith
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all bench bench-export clean
 
 # torch first, pinned to the CPU wheel, so pip never pulls a CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -33,5 +33,18 @@ bench: install
 	-$(TASKARITH) data fetch
 	for b in step_time eval_sweep disentangle_grid utilisation; do $(PY) benchmarks/$$b.py || exit 1; done
 
+# The export against the naive way and mergekit, in mergekit's own environment (torch pinned there too).
+# About an hour alone on a 2-core CPU, 25 GB of free disk for the models it builds (see README, Performance).
+MERGEKIT_VENV ?= .venv-mergekit
+$(MERGEKIT_VENV)/.installed:
+	python3 -m venv $(MERGEKIT_VENV)
+	$(MERGEKIT_VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
+	echo torch==2.13.0 > $(MERGEKIT_VENV)/constraints.txt
+	$(MERGEKIT_VENV)/bin/pip install -q --disable-pip-version-check -c $(MERGEKIT_VENV)/constraints.txt mergekit==0.1.5
+	touch $@
+
+bench-export: install $(MERGEKIT_VENV)/.installed
+	$(PY) benchmarks/merge_export.py --mergekit $(MERGEKIT_VENV)/bin/mergekit-yaml
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(MERGEKIT_VENV) runs

@@ -89,7 +89,8 @@ def _raise_deadline(*_):
     raise TimeoutError("the command blocked")
 
 
-_PROGRESS = re.compile(r"\| *\d+/\d+ \[")  # a progress bar's redrawn line, from work done before the error
+# a progress bar's redrawn line (counts or bytes: 3/8, 0.00/242k), from work done before the error
+_PROGRESS = re.compile(r"\| *[\d.]+[kMGT]?/[\d.]+[kMGT]? \[")
 
 
 def _one_error(stderr: str) -> str:

@@ -4,7 +4,6 @@ transformers loads and that computes what taskarith's own θ0 + α·merged model
 from __future__ import annotations
 
 import os
-import weakref
 
 import pytest
 import torch
@@ -105,27 +104,6 @@ def test_checkpoints_are_extracted_on_the_fly_with_the_recipes_preset(models, tm
         expected = _outputs(base.net, models["base"])
     loaded = AutoModel.from_pretrained(tmp_path / "out").eval()
     assert torch.allclose(_outputs(loaded, tmp_path / "out"), expected, atol=1e-5)
-
-
-def test_the_merge_streams_one_tensor_per_input_at_a_time(models, tmp_path, monkeypatch):
-    import taskarith.recipes.sources as sources
-
-    live, peak = [0], [0]
-    real_get = sources.TensorFiles.get
-
-    def counted(self, name):
-        tensor = real_get(self, name)
-        live[0] += 1
-        peak[0] = max(peak[0], live[0])
-        weakref.finalize(tensor, lambda: live.__setitem__(0, live[0] - 1))
-        return tensor
-
-    monkeypatch.setattr(sources.TensorFiles, "get", counted)
-    recipe = _recipe(tmp_path, base=models["base"], method="ties", inputs=[{"vector": v} for v in models["vectors"]],
-                     max_shard_bytes=1)  # every tensor its own shard: none is held for the output
-    assert _merge(recipe, tmp_path / "out").exit_code == 0
-    # the base's tensor and one input's at a time (each is copied into the stacked block as it is read)
-    assert 2 <= peak[0] <= 1 + len(models["vectors"])
 
 
 def test_a_killed_export_leaves_nothing_that_loads(models, tmp_path, monkeypatch):

@@ -65,14 +65,18 @@ def merge(vectors: Sequence[TaskVector | str | os.PathLike], method: str = "task
 
 
 def export(base: str | os.PathLike, vectors: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-           method: str = "task_arithmetic", alpha: float = 1.0, **settings) -> Path:
-    """θ0 + α · method(vectors) as an HF folder at `out` that transformers loads (see `taskarith merge`)."""
+           method: str = "task_arithmetic", alpha: float = 1.0, dtype: str | None = None, device: str | None = None,
+           **settings) -> Path:
+    """θ0 + α · method(vectors) as an HF folder at `out` that transformers loads (see `taskarith merge`), in
+    `dtype` (float32, bfloat16, float16; the base's by default), its arithmetic run on `device`."""
     base, out = as_path("export", "base", base), as_path("export", "out", out)
     paths = as_list("export", "vectors", vectors, as_path, "paths")
-    recipe = validated(Recipe, {"base": str(base), "method": method, "alpha": alpha, **settings,
+    recipe = validated(Recipe, {"base": str(base), "method": method, "alpha": alpha, "dtype": dtype, **settings,
                                 "inputs": [{"vector": str(v)} for v in paths]}, "export")
     text = yaml.safe_dump(recipe.model_dump(exclude_defaults=True), sort_keys=False)
-    return merge_recipe(recipe, Path.cwd(), out, recipe_text=text)
+    if device is not None:
+        as_str("export", "device", device)
+    return merge_recipe(recipe, Path.cwd(), out, recipe_text=text, device=device)
 
 
 def finetune(model: Model, inputs: Sequence, labels: Sequence[int], head: torch.Tensor,

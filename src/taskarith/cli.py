@@ -202,13 +202,20 @@ def _merge_lines(method) -> list[str]:
 
 @app.command()
 def merge(recipe: Path = typer.Argument(..., help="A merge recipe (YAML): base, inputs, method, α."),
-          out: Path = typer.Option(..., help="The HF folder to create; it must not exist yet.")) -> None:
+          out: Path = typer.Option(..., help="The HF folder to create; it must not exist yet."),
+          dtype: str = typer.Option(None, help="The output's dtype: float32, bfloat16 or float16 (merged in "
+                                               "float32; default: the recipe's, else the base's)."),
+          device: str = typer.Option(None, help="Where the merge's arithmetic runs: cpu (default) or cuda[:N]."),
+          hash_inputs: bool = typer.Option(None, "--hash-inputs/--no-hash-inputs",
+                                           help="Give each input's sha256 in the model card (the recipe's "
+                                                "hash_inputs, on by default; about 1 s per GB read).")) -> None:
     """Merge task vectors or fine-tuned checkpoints as a recipe says, into an HF model folder."""
     from .recipes import load_recipe, merge_recipe
     from .safety import read_text
 
     spec, folder = load_recipe(recipe)
-    done = merge_recipe(spec, folder, out, recipe_text=read_text(recipe), progress=True)
+    done = merge_recipe(spec, folder, out, recipe_text=read_text(recipe), progress=True, dtype=dtype, device=device,
+                        hash_inputs=hash_inputs)
     _echo(done)
 
 

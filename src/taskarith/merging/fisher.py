@@ -6,8 +6,10 @@ is τ* = Σ_t F_t τ_t / Σ_t F_t. F_t is the diagonal of the model's own Fisher
     F_t = 1/N Σ_i Σ_c p(c | x_i) (∂ log p(c | x_i) / ∂θ)²,
 
 over N training examples of task t, with the expectation over classes taken exactly (no label is sampled).
-Entries are floored at FISHER_FLOOR, as in the authors' code, so where no task's model is sensitive (rows of
-unseen tokens) the merge is the plain mean.
+Every task's entries are floored at FISHER_FLOOR and no Fisher is normalised, so where no task's model is
+sensitive (rows of unseen tokens) the merge is the plain mean. The authors' script differs by default: it
+floors only the first model's Fisher and divides each Fisher by its L2 norm. Here the tasks' Fishers, measured
+on equal numbers of examples, keep their relative scale: a task whose model is more sensitive weighs more.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..models.base import Model
 from ..vectors import TaskVector
 from .data import MergeData, batches, example_subset, frozen, weights_at
 
-FISHER_FLOOR = 1e-6  # the authors' `fisher_floor`
+FISHER_FLOOR = 1e-6  # the value of the authors' `fisher_floor`, applied to every task
 
 
 def fisher_weighted(stack: torch.Tensor, *, statistic: torch.Tensor, **_) -> torch.Tensor:

@@ -24,6 +24,7 @@ from .fisher import fisher_weighted, task_fishers
 from .regmean import regmean, task_grams
 from .rules import SIGN_METHODS, dare, dare_ties, task_arithmetic, ties, weight_averaging
 from .spectral import COMMON_SHARE, iso_c, iso_cts, tsv_m
+from .tensor_loop import merged_tensors, work_dtype
 
 # what a method reads besides the task vectors, as `taskarith merges` words it
 NEEDS = {"vectors": "task vectors only (data-free)", "train": "training data",
@@ -142,6 +143,11 @@ def _checked_weights(method: MergeMethod, weights: Sequence[float], count: int) 
     return weights
 
 
+def rule_settings(settings: Mapping) -> dict:
+    """The settings of `check_merge` that rules read by keyword."""
+    return {k: settings[k] for k in RULE_SETTINGS if k in settings}
+
+
 def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
     """The digest of a dict of tensors, the one a model's θ0 hash uses (name order, so storage order is moot)."""
     return named_digest(tensors, tensors.__getitem__)
@@ -170,13 +176,17 @@ def merge_vectors(vectors: Sequence[TaskVector], method: str, *, density: float 
     check_compatible(vectors)
     _check_paradigm(vectors, record)
     statistics = record.measure(vectors, data, seed) if record.measure is not None else {}
-    generator = torch.Generator().manual_seed(seed)
-    rule_settings = {k: settings[k] for k in RULE_SETTINGS if k in settings}
-    tensors = {}
-    for name in sorted(vectors[0].tensors):  # sorted: DARE's random draws do not depend on storage order
-        stack = torch.stack([tv.tensors[name] for tv in vectors])
-        tensors[name] = record.rule(stack, generator=generator, statistic=statistics.get(name),
-                                    **rule_settings).to(stack.dtype)
+    first = vectors[0].tensors
+
+    def read(name: str, stack: torch.Tensor) -> None:
+        for t, tv in enumerate(vectors):
+            stack[t].copy_(tv.tensors[name])
+
+    def shape(name: str) -> tuple[tuple[int, ...], torch.dtype]:
+        return (len(vectors), *first[name].shape), work_dtype(first[name].dtype)
+
+    tensors = {name: merged.to(first[name].dtype) for name, merged in merged_tensors(
+        list(first), read, shape, record.rule, rule_settings(settings), seed, statistics=statistics)}
     check_finite(tensors, f"the {method} merge of {len(vectors)} task vectors", _overflow(settings["weights"]))
     if not any(bool(t.any()) for t in tensors.values()):
         # τ and −τ summed, or signs that cancel everywhere: applying it would silently be θ0

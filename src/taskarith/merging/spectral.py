@@ -48,6 +48,17 @@ def _mean(stack: torch.Tensor) -> torch.Tensor:
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # U [..., out, k], S [..., k], Vᴴ [..., k, in]
 
 
+def svd(matrix: torch.Tensor) -> Triplets:
+    """The thin SVD, in float64 where float32's LAPACK does not converge (it can fail on large matrices with
+    many equal singular values, such as a task vector with the common subspace projected out), cast back."""
+    try:
+        return torch.linalg.svd(matrix, full_matrices=False)
+    except torch.linalg.LinAlgError:
+        if matrix.dtype == torch.float64:
+            raise
+        return tuple(x.to(matrix.dtype) for x in torch.linalg.svd(matrix.double(), full_matrices=False))
+
+
 def top_svd(batch: torch.Tensor, k: int, randomized_share: float = 0.0) -> Triplets:
     """The top-k singular triplets of each matrix in a batch [..., out, in].
 
@@ -56,7 +67,7 @@ def top_svd(batch: torch.Tensor, k: int, randomized_share: float = 0.0) -> Tripl
     (Gaussian) spectrum, its worst case, but where singular values decay slowly (0.97ⁱ) the directions it
     picks among the near-equal ones differ, and so does TSV-M's merge (by ~12% in norm; <0.1% at 0.9ⁱ)."""
     if k + OVERSAMPLE > randomized_share * min(batch.shape[-2:]):
-        u, s, vh = torch.linalg.svd(batch, full_matrices=False)
+        u, s, vh = svd(batch)
         return u[..., :k], s[..., :k], vh[..., :k, :]
     if batch.shape[-2] < batch.shape[-1]:  # wide: work on Aᵀ, so the iteration stays on the small side
         u, s, vh = _randomized_top_svd(batch.mT, k)
@@ -83,8 +94,15 @@ def _randomized_top_svd(tall: torch.Tensor, k: int) -> Triplets:
 def polar(m: torch.Tensor) -> torch.Tensor:
     """The orthogonal Procrustes solution P Qᵀ for m = P Σ Qᵀ: the matrix with orthonormal columns
     (rows, if m is wide) nearest to m in Frobenius norm. Defined, without NaN, when m is rank-deficient."""
-    p, _, qh = torch.linalg.svd(m, full_matrices=False)
+    p, _, qh = svd(m)
     return p @ qh
+
+
+def _per_task(stack: torch.Tensor, decompose) -> Triplets:
+    """`decompose` applied to each task's matrix in turn, its triplets stacked [T, ...]: one SVD's workspace at
+    a time, where a batched call would hold every task's full U at once (gigabytes for an LLM's embedding)."""
+    parts = [tuple(x.contiguous() for x in decompose(task)) for task in stack]  # contiguous: the rest of U is freed
+    return tuple(torch.stack(x) for x in zip(*parts))
 
 
 def _side_by_side(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor):
@@ -104,8 +122,9 @@ def tsv_m(stack: torch.Tensor, **_) -> torch.Tensor:
     V = [V_1 … V_T], the merge is polar(U) · S · polar(V)ᵀ = Σ_i s_i u⊥_i v⊥_iᵀ (no averaging)."""
     if not _spectral(stack):
         return _mean(stack)
-    u, s, vh = top_svd(stack.to(_work_dtype(stack)), tsv_rank(stack.shape[1:], len(stack)), RANDOMIZED_SHARE)
-    u, s, vh = _side_by_side(u, s, vh)
+    rank = tsv_rank(stack.shape[1:], len(stack))
+    triplets = _per_task(stack.to(_work_dtype(stack)), lambda task: top_svd(task, rank, RANDOMIZED_SHARE))
+    u, s, vh = _side_by_side(*triplets)
     return ((polar(u) * s) @ polar(vh)).to(stack.dtype)
 
 
@@ -115,7 +134,7 @@ def iso_c(stack: torch.Tensor, **_) -> torch.Tensor:
     directions at the mean value; task vectors of real fine-tuning have full-rank sums."""
     if not _spectral(stack):
         return _mean(stack)
-    u, s, vh = torch.linalg.svd(stack.to(_work_dtype(stack)).sum(dim=0), full_matrices=False)
+    u, s, vh = svd(stack.to(_work_dtype(stack)).sum(dim=0))
     return (s.mean() * (u @ vh)).to(stack.dtype)
 
 
@@ -139,8 +158,7 @@ def iso_cts(stack: torch.Tensor, *, common_share: float = COMMON_SHARE, **_) -> 
     work = stack.to(_work_dtype(stack))
     common, per_task = cts_split(min(stack.shape[1:]), len(stack), common_share)
     u, s, vh = top_svd(work.sum(dim=0), common)
-    if per_task:
-        specific = work - u @ (u.mT @ work)  # each task's part outside the common column space
-        us, ss, vhs = _side_by_side(*top_svd(specific, per_task))
+    if per_task:  # each task's top directions outside the common column space
+        us, ss, vhs = _side_by_side(*_per_task(work, lambda task: top_svd(task - u @ (u.mT @ task), per_task)))
         u, s, vh = torch.cat([u, us], dim=1), torch.cat([s, ss]), torch.cat([vh, vhs])
     return (s.mean() * (polar(u) @ polar(vh))).to(stack.dtype)

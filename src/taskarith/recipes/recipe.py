@@ -1,14 +1,15 @@
 """A merge recipe: a small validated YAML naming the base model, the inputs (task vector files or fine-tuned
 checkpoints, each with an optional weight), a data-free method with its settings, and α.
 
-    base: path/to/base-model          # an HF folder
+    base: path/to/base-model          # an HF folder, or a hub id in the local cache
     method: ties                      # any data-free method of `taskarith merges`
     density: 0.2
     alpha: 1.0
     preset: full                      # what a checkpoint input contributes (extracted on the fly)
+    dtype: bfloat16                   # the output's (float32, bfloat16, float16); the base's by default
     inputs:
       - vector: sms.safetensors
-      - checkpoint: path/to/finetuned
+      - checkpoint: path/to/finetuned   # a folder or a cached hub id
         weight: 0.5
 
 Relative paths are read from the recipe's own folder.
@@ -54,6 +55,8 @@ class Recipe(_Strict):
     majority_sign_method: Literal["total", "frequency"] = "total"
     common_share: float = Field(0.8, ge=0, le=1)
     max_shard_bytes: int = Field(5 * 10**9, gt=0)  # save_pretrained's default shard size, 5 GB
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None  # the output's; the base's when not given
+    hash_inputs: bool = True  # the model card gives each input's sha256, taken as the tensors are read
 
     def weights(self) -> list[float] | None:
         given = [i.weight for i in self.inputs]

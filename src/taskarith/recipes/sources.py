@@ -5,8 +5,8 @@ model; every name, shape and dtype is known from the headers alone."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -16,6 +16,7 @@ from ..errors import TaskarithError, quote
 from ..input_files import note_input
 from ..safety import parse_json, read_text
 from ..tensor_files import DTYPES, TensorEntry, open_regular, read_header
+from .hub_cache import cached_snapshot
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 
@@ -55,22 +56,55 @@ class TensorFiles(contextlib.ExitStack):
     def dtype(self, name: str) -> str:
         return self._where[name][1].dtype
 
+    def nbytes(self, name: str) -> int:
+        entry = self._where[name][1]
+        return entry.end - entry.start
+
     def get(self, name: str) -> torch.Tensor:
+        """The tensor, in a buffer of its own."""
         if name not in self._where:
             raise TaskarithError(f"{self.label}: has no tensor {quote(name)}")
+        entry = self._where[name][1]
+        return self.read_into(name, torch.empty(entry.shape, dtype=DTYPES[entry.dtype]))
+
+    def read_into(self, name: str, out: torch.Tensor) -> torch.Tensor:
+        """The tensor's bytes read straight into `out`, a contiguous tensor of its dtype and shape; returns it."""
         fd, e = self._where[name]
-        data = bytearray(e.end - e.start)
-        if os.preadv(fd, [data], e.start) != len(data):
-            raise TaskarithError(f"{self.label}: tensor {quote(name)} is cut short")
-        if not data:
-            return torch.empty(e.shape, dtype=DTYPES[e.dtype])
-        return torch.frombuffer(data, dtype=DTYPES[e.dtype]).reshape(e.shape)
+        view = out.reshape(-1).view(torch.uint8).numpy()
+        done = 0
+        while done < len(view):  # one read returns at most about 2 GB
+            count = os.preadv(fd, [view[done:]], e.start + done)
+            if count == 0:
+                raise TaskarithError(f"{self.label}: tensor {quote(name)} is cut short")
+            done += count
+        return out
 
 
-def model_files(folder: Path) -> list[Path]:
-    """An HF folder's safetensors weights: the files its index names, else every *.safetensors file."""
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
+@dataclass(frozen=True)
+class ModelSource:
+    """A model as the recipe names it: a local HF folder or a cached hub id, with its top-level files."""
+    label: str
+    files: dict[str, Path]  # file name -> a regular file to read
+
+
+def model_source(folder: Path, name: str, what: str) -> ModelSource:
+    """The model a recipe's `what` entry names: a folder (~ expanded, relative to the recipe's folder), else a
+    hub id in the local cache. A folder's links are not followed; only a hub cache's own links are."""
+    target = Path(os.path.expanduser(name))
+    target = target if target.is_absolute() else folder / target
+    if target.is_dir():
+        files = {p.name: p for p in sorted(target.iterdir()) if p.is_file() and not p.is_symlink()}
+        return ModelSource(str(target), files)
+    cached = cached_snapshot(name, what)
+    if cached is None:
+        raise TaskarithError(f"{what} {quote(name)}: no such folder ({target}), and not a hub id")
+    return ModelSource(name, cached)
+
+
+def model_files(source: ModelSource) -> list[Path]:
+    """A model's safetensors weights: the files its index names, else every *.safetensors file."""
+    index = source.files.get("model.safetensors.index.json")
+    if index is not None:
         try:
             weight_map = parse_json(read_text(index), str(index))["weight_map"]
             names = sorted(set(weight_map.values()))
@@ -78,26 +112,17 @@ def model_files(folder: Path) -> list[Path]:
             raise TaskarithError(f"{index}: not a safetensors index (no weight_map of file names)") from None
         if not all(isinstance(n, str) and Path(n).name == n and n.endswith(".safetensors") for n in names):
             raise TaskarithError(f"{index}: its weight_map names a file outside the folder")
-        return [folder / n for n in names]
-    files = sorted(folder.glob("*.safetensors"))
+        missing = next((n for n in names if n not in source.files), None)
+        if missing is not None:
+            raise TaskarithError(f"{source.label}: its index names {quote(missing)}, which is not there")
+        return [source.files[n] for n in names]
+    files = [path for name, path in source.files.items() if name.endswith(".safetensors")]
     if not files:
-        others = sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
-        raise TaskarithError(f"{folder}: no safetensors weights" + (f" (only {', '.join(others)}: pickled weights "
-                                                                     "are not read)" if others else ""))
+        others = sorted(n for n in source.files if Path(n).suffix in WEIGHT_SUFFIXES)
+        raise TaskarithError(f"{source.label}: no safetensors weights" + (
+            f" (only {', '.join(others)}: pickled weights are not read)" if others else ""))
     return files
 
 
-def model_folder(folder: Path) -> TensorFiles:
-    if not folder.is_dir():
-        raise TaskarithError(f"{folder}: not a model folder")
-    return TensorFiles(model_files(folder), str(folder))
-
-
-def file_sha256(paths: Iterable[Path]) -> str:
-    """sha256 over the bytes of files, in the order given, read in chunks."""
-    h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+def model_tensors(source: ModelSource) -> TensorFiles:
+    return TensorFiles(model_files(source), source.label)
