@@ -98,17 +98,14 @@ def polar(m: torch.Tensor) -> torch.Tensor:
     return p @ qh
 
 
-def _per_task(stack: torch.Tensor, decompose) -> Triplets:
-    """`decompose` applied to each task's matrix in turn, its triplets stacked [T, ...]: one SVD's workspace at
-    a time, where a batched call would hold every task's full U at once (gigabytes for an LLM's embedding)."""
+def _side_by_side(stack: torch.Tensor, decompose) -> Triplets:
+    """`decompose` applied to each task's matrix in turn, the per-task triplets U_t [out, k], S_t [k], Vᴴ_t [k, in]
+    laid side by side: [out, T·k], [T·k], [T·k, in]. One SVD's workspace at a time, where a batched call would
+    hold every task's full U at once (gigabytes for an LLM's embedding)."""
     parts = [tuple(x.contiguous() for x in decompose(task)) for task in stack]  # contiguous: the rest of U is freed
-    return tuple(torch.stack(x) for x in zip(*parts))
-
-
-def _side_by_side(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor):
-    """Per-task triplets [T, out, k], [T, k], [T, k, in] laid side by side: [out, T·k], [T·k], [T·k, in]."""
-    t, out, k = u.shape
-    return u.permute(1, 0, 2).reshape(out, t * k), s.reshape(t * k), vh.reshape(t * k, vh.shape[-1])
+    us, ss, vhs = zip(*parts)
+    del parts
+    return torch.cat(us, dim=1), torch.cat(ss), torch.cat(vhs)
 
 
 def tsv_rank(shape: torch.Size, tasks: int) -> int:
@@ -123,8 +120,7 @@ def tsv_m(stack: torch.Tensor, **_) -> torch.Tensor:
     if not _spectral(stack):
         return _mean(stack)
     rank = tsv_rank(stack.shape[1:], len(stack))
-    triplets = _per_task(stack.to(_work_dtype(stack)), lambda task: top_svd(task, rank, RANDOMIZED_SHARE))
-    u, s, vh = _side_by_side(*triplets)
+    u, s, vh = _side_by_side(stack.to(_work_dtype(stack)), lambda task: top_svd(task, rank, RANDOMIZED_SHARE))
     return ((polar(u) * s) @ polar(vh)).to(stack.dtype)
 
 
@@ -159,6 +155,6 @@ def iso_cts(stack: torch.Tensor, *, common_share: float = COMMON_SHARE, **_) -> 
     common, per_task = cts_split(min(stack.shape[1:]), len(stack), common_share)
     u, s, vh = top_svd(work.sum(dim=0), common)
     if per_task:  # each task's top directions outside the common column space
-        us, ss, vhs = _side_by_side(*_per_task(work, lambda task: top_svd(task - u @ (u.mT @ task), per_task)))
+        us, ss, vhs = _side_by_side(work, lambda task: top_svd(task - u @ (u.mT @ task), per_task))
         u, s, vh = torch.cat([u, us], dim=1), torch.cat([s, ss]), torch.cat([vh, vhs])
     return (s.mean() * (polar(u) @ polar(vh))).to(stack.dtype)
