@@ -157,11 +157,9 @@ def _stream(recipe, method, settings, base, inputs, covered, writer, written, de
         theta = base.get(name).to(work(name))
         for done in reads:
             done.result()
-        deltas = [t for t, source in enumerate(inputs) if source.spec.vector is None]
-        if len(deltas) == len(inputs):
-            stack.sub_(theta)  # a checkpoint's τ is its difference from θ0
-        for t in deltas if len(deltas) < len(inputs) else ():
-            stack[t].sub_(theta)
+        for t, source in enumerate(inputs):
+            if source.spec.vector is None:  # a checkpoint's τ is its difference from θ0
+                stack[t].sub_(theta)
 
     def shape(name: str) -> tuple[tuple[int, ...], torch.dtype]:
         return (len(inputs), *base.shape(name)), work(name)

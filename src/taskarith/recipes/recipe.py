@@ -84,10 +84,15 @@ def load_recipe(path: str | os.PathLike) -> tuple[Recipe, Path]:
     return recipe, path.resolve().parent
 
 
-def resolve(folder: Path, name: str, what: str) -> Path:
-    """A path named by the recipe: ~ expanded, relative to the recipe's folder, and existing."""
+def recipe_path(folder: Path, name: str) -> Path:
+    """A path named by the recipe: ~ expanded, relative to the recipe's folder."""
     target = Path(os.path.expanduser(name))
-    target = target if target.is_absolute() else folder / target
+    return target if target.is_absolute() else folder / target
+
+
+def resolve(folder: Path, name: str, what: str) -> Path:
+    """A path named by the recipe, which must exist."""
+    target = recipe_path(folder, name)
     if not target.exists():
         raise TaskarithError(f"{what} {name!r}: no such file or folder ({target})")
     return target

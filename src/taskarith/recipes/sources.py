@@ -17,6 +17,7 @@ from ..input_files import note_input
 from ..safety import parse_json, read_text
 from ..tensor_files import DTYPES, TensorEntry, open_regular, read_header
 from .hub_cache import cached_snapshot
+from .recipe import recipe_path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 
@@ -90,8 +91,7 @@ class ModelSource:
 def model_source(folder: Path, name: str, what: str) -> ModelSource:
     """The model a recipe's `what` entry names: a folder (~ expanded, relative to the recipe's folder), else a
     hub id in the local cache. A folder's links are not followed; only a hub cache's own links are."""
-    target = Path(os.path.expanduser(name))
-    target = target if target.is_absolute() else folder / target
+    target = recipe_path(folder, name)
     if target.is_dir():
         files = {p.name: p for p in sorted(target.iterdir()) if p.is_file() and not p.is_symlink()}
         return ModelSource(str(target), files)
