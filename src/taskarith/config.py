@@ -68,11 +68,14 @@ class DataConfig(_Strict):
         return caps
 
 
+MAX_ALPHA = 16.0  # weight averaging's mean of T vectors meets task arithmetic's sum at α = T
+
+
 def _alpha_grid(alphas: list[float]) -> list[float]:
-    """A non-empty grid of α in [0, 4], sorted, each value once."""
-    bad = [a for a in alphas if not 0 <= a <= 4]
+    """A non-empty grid of α in [0, MAX_ALPHA], sorted, each value once."""
+    bad = [a for a in alphas if not 0 <= a <= MAX_ALPHA]
     if bad:
-        raise ValueError(f"α values must lie in [0, 4], got {bad[0]}")
+        raise ValueError(f"α values must lie in [0, {MAX_ALPHA:g}], got {bad[0]}")
     if not alphas:
         raise ValueError("an α grid needs at least one value")
     return sorted(set(alphas))

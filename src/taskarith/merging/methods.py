@@ -38,7 +38,7 @@ class MergeMethod:
     reference: str  # paper, venue and year
     needs: str  # a key of NEEDS
     paradigms: tuple[str, ...]  # the paradigms it is defined for
-    alphas: tuple[float, ...]  # its default α grid, sorted, in [0, 4]
+    alphas: tuple[float, ...]  # its default α grid, sorted, in [0, config.MAX_ALPHA]
     scale: float  # its canonical α, the one its paper applies; on the grid
     params: tuple[str, ...]  # the merge_vectors settings its rule reads, recorded in the merged vector
     rule: Callable[..., torch.Tensor]  # stacked [T, ...] -> merged [...]; settings and generator= by keyword
