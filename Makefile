@@ -21,6 +21,8 @@ demo: install
 
 # The integration tests read the real embedded model and corpora from the cache; fetch them first.
 test: install
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/mypy src/taskarith
 	-$(TASKARITH) data fetch
 	$(PY) -m pytest
 
@@ -28,13 +30,15 @@ test-all: install
 	-$(TASKARITH) data fetch
 	$(PY) -m pytest -m ""
 
-# Each benchmark prints ratios measured side by side in one process and ends with one JSON line.
+# Every benchmark but merge_export (bench-export): each prints ratios measured side by side in one process and
+# ends with one JSON line. scale, the demo's fine-tunes four ways, takes about 35 min alone on a 2-core CPU.
+BENCHMARKS := cli_startup step_time eval_sweep disentangle_grid utilisation merge_methods scale
 bench: install
 	-$(TASKARITH) data fetch
-	for b in step_time eval_sweep disentangle_grid utilisation; do $(PY) benchmarks/$$b.py || exit 1; done
+	for b in $(BENCHMARKS); do $(PY) benchmarks/$$b.py || exit 1; done
 
 # The export against the naive way and mergekit, in mergekit's own environment (torch pinned there too).
-# About an hour alone on a 2-core CPU, 25 GB of free disk for the models it builds (see README, Performance).
+# About an hour alone on a 2-core CPU, 25 GB of free disk for the models it builds (see docs/performance.md).
 MERGEKIT_VENV ?= .venv-mergekit
 $(MERGEKIT_VENV)/.installed:
 	python3 -m venv $(MERGEKIT_VENV)

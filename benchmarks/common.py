@@ -15,11 +15,11 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from taskarith.data import load_task  # noqa: E402
+from taskarith.data import SplitSpec, load_task  # noqa: E402
 from taskarith.training.selection import select  # noqa: E402
 from taskarith.models import TextEncoder  # noqa: E402
 from taskarith.models.heads import zero_shot_head  # noqa: E402
-from taskarith.resources import keep_freed_memory  # noqa: E402
+from taskarith.groundwork.resources import keep_freed_memory  # noqa: E402
 from taskarith.vectors import TaskVector  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def model(max_length: int = 64) -> TextEncoder:
 
 
 def task_split(name: str, n: int):
-    data = load_task(name, caps={"test": n})
+    data = load_task(name, SplitSpec(caps={"test": n}))
     return data.test.inputs, data.test.labels, data.class_names, data.templates
 
 

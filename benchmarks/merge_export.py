@@ -65,7 +65,7 @@ def child(kind: str, method: str, root: Path, out: Path, mergekit_yaml: str) -> 
     """One merge in this process; prints seconds and peak RSS."""
     import resource
 
-    from taskarith.resources import peak_rss
+    from taskarith.groundwork.resources import peak_rss
 
     start = time.perf_counter()
     if kind.startswith("taskarith"):
@@ -88,7 +88,7 @@ def naive(method: str, root: Path, out: Path) -> None:
     """Every model loaded whole, the differences taken in place, `merge_vectors` in memory, then one file."""
     from safetensors.torch import load_file, save_file
 
-    from taskarith.merging import merge_vectors
+    from taskarith.merging.merge import merge_vectors
     from taskarith.vectors import TaskVector
 
     def whole(folder: Path) -> dict:

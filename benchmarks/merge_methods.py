@@ -5,7 +5,7 @@ The rules run parameter by parameter on pre-stacked [T, ...] tensors, as `merge_
 (the stacking itself is left out: it is the same for every rule). Timings interleave the rules round by
 round in one process, so drift in the machine hits all of them alike; the first round warms up and is
 discarded, and each rule's figure is its median round. Peak memory is measured in a fresh child process
-per rule with the kernel's resident-set high-water mark (VmHWM, via taskarith.resources; tracemalloc
+per rule with the kernel's resident-set high-water mark (VmHWM, via taskarith.groundwork.resources; tracemalloc
 does not see torch's allocations): it is reset once the stacked inputs are built, so the figure is the
 memory the merge needs on top of its inputs, its output included. `--randomized` also times TSV-M with
 its randomized top-k SVD turned on (spectral.RANDOMIZED_SHARE = 0.25). Two floors are timed beside the
@@ -117,7 +117,7 @@ def measure(names: list[str], data: dict[str, torch.Tensor], rounds: int) -> dic
 
 def child(name: str, shapes_file: str, tasks: int) -> None:
     """In a fresh process: build the inputs, reset the high-water mark, merge once, print the extra peak."""
-    from taskarith.resources import current_rss, peak_rss, reset_peak_rss
+    from taskarith.groundwork.resources import current_rss, peak_rss, reset_peak_rss
 
     with open(shapes_file) as f:
         data = stacks(json.load(f), tasks)

@@ -62,7 +62,7 @@ def train_all(exp) -> float:
 def child_local(args) -> dict:
     import torch
 
-    from taskarith.resources import apply_process_settings
+    from taskarith.groundwork.resources import apply_process_settings
 
     apply_process_settings()
     if args.threads:
@@ -72,7 +72,7 @@ def child_local(args) -> dict:
 
 
 def child_rank(args) -> dict:
-    from taskarith.resources import apply_process_settings
+    from taskarith.groundwork.resources import apply_process_settings
     from taskarith.training.distributed import init_from_env, shutdown
 
     apply_process_settings()
@@ -86,7 +86,7 @@ def child_rank(args) -> dict:
 def child_ray(args) -> dict:
     import ray
 
-    from taskarith.resources import apply_process_settings, process_settings_applied
+    from taskarith.groundwork.resources import apply_process_settings, process_settings_applied
     from taskarith.run.ray_executor import Context, _experiment, finetune_unit
 
     apply_process_settings()
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        from taskarith.lock import run_lock
+        from taskarith.groundwork.lock import run_lock
 
         # one writer per folder: the local children and the Ray driver hold the lock; ranks share rank 0's
         report = {"local": child_local, "rank": child_rank, "ray": child_ray}[args.child]

@@ -6,7 +6,7 @@ Peak memory is each paradigm's own peak RSS, measured in a fresh child process. 
 counted with torch's FlopCounterMode: their ratio is the compute bound of the time ratio (attention-only
 skips the MLP's and embeddings' weight gradients, linearized adds the tangent pass).
 Each paradigm is timed twice: first with glibc's allocator defaults, then with the allocator settings the
-CLI uses (taskarith.resources.keep_freed_memory), and the speed-up is printed. Ends with one JSON line.
+CLI uses (taskarith.groundwork.resources.keep_freed_memory), and the speed-up is printed. Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from taskarith.config import TrainConfig
 from taskarith.training.trainable import Piece, Trainable, make_optimizer, training_step
 from taskarith.paradigms import resolve_paradigm
 from taskarith.models import TextEncoder
-from taskarith.resources import keep_freed_memory
+from taskarith.groundwork.resources import keep_freed_memory
 
 PARADIGMS = ("nonlinear", "attention", "linear")
 
@@ -59,7 +59,7 @@ def step_fn(paradigm: str, batch_size: int, tokens: int, model=None):
 
 def peak_rss_child(paradigm: str, batch_size: int, tokens: int, steps: int) -> int:
     """Peak RSS of the training steps alone (model loading excluded), in a fresh process."""
-    code = (f"import common, step_time as b, taskarith.resources as r; common.setup_threads(); "
+    code = (f"import common, step_time as b, taskarith.groundwork.resources as r; common.setup_threads(); "
             f"run, _ = b.step_fn({paradigm!r}, {batch_size}, {tokens}); r.reset_peak_rss(); "
             f"[run() for _ in range({steps})]; print(r.peak_rss())")
     here = os.path.dirname(os.path.abspath(__file__))

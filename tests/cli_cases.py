@@ -20,8 +20,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from taskarith.cli import app
-from taskarith.errors import TaskarithError
+from taskarith.cli.app import app
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.training.selection import select
 from taskarith.vectors import TaskVector
 

@@ -245,3 +245,20 @@ def hf_to_openclip(state: dict) -> dict:
             out[name] = t
     out.update({key: torch.cat([parts[c] for c in "qkv"]) for key, parts in qkv.items()})
     return out
+
+
+def base_and_vectors(root, theta: dict, taus: list):
+    """Under root: a base folder holding θ0 (config.json, model.safetensors) and one full-preset task vector
+    made on it per τ, saved as v0.safetensors, v1.safetensors, …"""
+    from taskarith.groundwork.atomic import save_safetensors
+    from taskarith.groundwork.tensor_files import named_digest
+    from taskarith.vectors import TaskVector
+
+    (root / "base").mkdir()
+    (root / "base" / "config.json").write_text("{}")
+    save_safetensors(root / "base" / "model.safetensors", theta)
+    meta = {"base_model": "m", "base_hash": named_digest(theta, theta.get), "paradigm": "nonlinear", "preset": "full"}
+    for i, tau in enumerate(taus):
+        TaskVector(tau, {**meta, "task": f"t{i}"}).save(root / f"v{i}.safetensors")
+    return root
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from taskarith import fetch
+from taskarith.groundwork import fetch
 from taskarith.data import corpora
 
 

@@ -22,8 +22,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from taskarith.cli import app
-from taskarith.errors import TaskarithError
+from taskarith.cli.app import app
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.vectors import TaskVector
 
 from cli_cases import Ctx, _write

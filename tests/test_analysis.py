@@ -14,7 +14,7 @@ from taskarith.analysis.advantage import nonlinear_advantage
 from taskarith.analysis.disentangle import alpha_grid, disentanglement_error
 from taskarith.analysis.kernel import posthoc_linear
 from taskarith.analysis.similarity import similarity
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.evaluate import make_evalset, sweep
 from taskarith.training.linearize import base_params, linearized_represent
 from taskarith.training.selection import select
@@ -245,26 +245,26 @@ def test_ablation_has_one_entry_per_preset(tiny_run, encoder):
 
 def test_unknown_task_in_a_pair_is_named(tiny_run):
     from taskarith.run import Experiment
-    from taskarith.run.analyses import run_analyses
+    from taskarith.run.analyses import FirstSeed, run_analyses
 
     cfg, run_dir, _, _ = tiny_run
     bad = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(
         update={"disentangle_pairs": [("places", "nope")]})})
     exp = Experiment(bad, run_dir, progress=False, log=lambda *_: None)
     with pytest.raises(TaskarithError, match="'nope'"):
-        run_analyses(exp, {}, {})
+        run_analyses(exp, FirstSeed({}, {}), {})
 
 
 def test_analyze_command_merges_into_results(tiny_run, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from taskarith.analyze_command import analyze_app
+    from taskarith.cli.analyze import analyze_app
 
     _, run_dir, before, _ = tiny_run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     reports = []
-    monkeypatch.setattr("taskarith.analyze_command.write_report", lambda d: reports.append(d) or d / "report.md")
+    monkeypatch.setattr("taskarith.report.write_report", lambda d: reports.append(d) or d / "report.md")
 
     result = CliRunner().invoke(analyze_app, ["disentangle", str(copy), "--pair", "reviews+places", "--grid", "5",
                                               "--points", "4"])

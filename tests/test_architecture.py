@@ -6,22 +6,19 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "taskarith"
+from taskarith.run.code_closure import PACKAGE, imports_of, module_name
 
 # config → data and models → fine-tune → vectors → merge and evaluate → the run's stages → results.json
 # → report. A module may import from its own layer's package or from lower layers; report and run share a layer and
 # never import each other (the report is drawn from results.json alone).
 LAYERS = [
-    {"errors", "version"},  # the shared groundwork, itself in layers
-    {"safety", "resources", "safe_yaml", "input_files", "arguments"},
-    {"lock"},
-    {"atomic", "tensor_files"},
-    {"archives"},
-    {"fetch", "paradigms"},
+    {"version"},
+    {"groundwork"},  # errors, safe reads, locks, atomic writes, pinned fetches: themselves one way, no cycle
+    {"results_record"},  # the shape of results.json, types only: the run writes it, the rest read it
+    {"paradigms"},
     {"config"},
     {"data", "models"},
     {"vectors"},  # the task-vector type that fine-tuning produces and everything after it reads
@@ -29,36 +26,11 @@ LAYERS = [
     {"merging", "evaluate", "extraction"},
     {"analysis", "recipes"},
     {"run", "report"},
-    {"analyze_command", "results_command", "vector_command", "models_command"},
-    {"cli"},
+    {"cli"},  # one module per command group
     {"api"},  # the notebook surface over every layer
     {"__main__", "__init__"},  # the package's public names, each loaded on first use
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports_of(path: Path) -> set[str]:
-    """Every taskarith module `path` imports, at any depth of the file (imports inside functions count)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("taskarith")}
-        elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")
-            base = base[: len(base) - node.level + 1] if node.level else []
-            target = ".".join(base + ([node.module] if node.module else []))
-            if not target.startswith("taskarith"):
-                continue
-            # `from . import fetch`: the names are the modules imported
-            found |= {f"{target}.{a.name}" for a in node.names} if node.module is None else {target}
-    return found - {name}
 
 
 def graph() -> dict[str, set[str]]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from taskarith.data.registry import make_task
-from taskarith.tensor_files import read_safetensors
+from taskarith.groundwork.tensor_files import read_safetensors
 
 from cli_cases import Case, Ctx, _no_vectors_written, _write, check_bad_input
 
@@ -66,8 +66,8 @@ CASES = [
          _no_vectors_written),
     Case("baseline-as-merge-method", lambda c: ["run", str(c.config(eval={"merges": ["task_arithmetic"]}))],
          "eval.merges: 'task_arithmetic' is not a method to compare"),
-    Case("unknown-merge-rule", lambda c: ["vector", "merge", str(c.finished_run / "none.safetensors"), "--rule",
-                                          "nope", "--out", str(c.tmp / "m.safetensors")], "unknown merge rule 'nope'"),
+    Case("unknown-merge-rule", lambda c: ["vector", "merge", str(c.finished_run / "none.safetensors"), "--method",
+                                          "nope", "--out", str(c.tmp / "m.safetensors")], "unknown merge method 'nope'"),
     Case("regex-selects-nothing", lambda c: c.finetune_args("--preset", "regex:^nothing$"),
          "preset 'regex:^nothing$' selects no parameter"),
     Case("unknown-ablation-preset", lambda c: ["run", str(c.config(analysis={"ablation": ["nope"]})),

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from taskarith import fetch
+from taskarith.groundwork import fetch
 
 from cli_cases import Case, Ctx, _vector, _vector_file, _write, check_bad_input
 

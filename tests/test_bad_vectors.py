@@ -11,12 +11,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 from taskarith.config import TrainConfig
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.training.trainer import TrainingJob, finetune
 from taskarith.paradigms import resolve_paradigm
-from taskarith.tensor_files import read_safetensors
+from taskarith.groundwork.tensor_files import read_safetensors
 from taskarith.vectors import TaskVector
 
 from cli_cases import Case, Ctx, _no_vectors_written, _vector, _vector_file, _write, check_bad_input

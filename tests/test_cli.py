@@ -1,4 +1,5 @@
-"""The command line's own text: --set errors that name the argument, and the `tasks` listing."""
+"""The command line's own text: --set errors that name the argument, the `tasks` listing, and one name per
+command."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 from taskarith.data import registry
 
 ENV = {"HF_HUB_OFFLINE": "1"}
@@ -91,3 +92,13 @@ def test_group_help_says_what_each_group_does():
     assert "A task vector file" in info
     data = CliRunner().invoke(app, ["data", "--help"], env=ENV).stdout
     assert "inspect" not in data.lower()
+
+
+@pytest.mark.parametrize("args, unknown", [
+    (["merge", "r.yaml", "--out", "o"], "No such command 'merge'"),  # now `export`
+    (["merges"], "No such command 'merges'"),  # now `methods`
+    (["vector", "merge", "a.safetensors", "--rule", "ties", "--out", "o"], "No such option: --rule"),  # `--method`
+])
+def test_each_command_and_option_has_one_name(args, unknown):
+    result = CliRunner().invoke(app, args, env=ENV)
+    assert result.exit_code == 2 and unknown in " ".join(result.output.split()), result.output

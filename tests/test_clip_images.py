@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from taskarith.config import load_config
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 
 from clip_builders import write_image
 
@@ -49,7 +49,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def test_image_layouts_and_class_names(tmp_path, image_root):
-    from taskarith.data import resolve_task
+    from taskarith.data import SplitSpec, resolve_task
     from taskarith.data.images import IMAGE_TASKS
 
     euro = resolve_task("image:eurosat", root=str(image_root))
@@ -67,14 +67,14 @@ def test_image_layouts_and_class_names(tmp_path, image_root):
     for cls in ("00000", "00014"):
         for i in range(5):
             write_image(tmp_path / "gtsrb" / cls / f"{i}.ppm", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-    gtsrb = resolve_task("image:gtsrb", root=str(tmp_path), test_fraction=0.2)
+    gtsrb = resolve_task("image:gtsrb", root=str(tmp_path), split=SplitSpec(test_fraction=0.2))
     assert gtsrb.class_names == ("red and white circle 20 kph speed limit", "stop") and len(gtsrb.test) == 2
     assert len(IMAGE_TASKS["gtsrb"].names_by_index) == 43
     # a train/ folder without test/ gets a carved test split too
     for cls in ("Forest", "River"):
         for i in range(5):
             write_image(tmp_path / "eurosat" / "train" / cls / f"{i}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-    carved = resolve_task("image:eurosat", root=str(tmp_path), test_fraction=0.2)
+    carved = resolve_task("image:eurosat", root=str(tmp_path), split=SplitSpec(test_fraction=0.2))
     assert carved.class_names == ("forest", "river") and len(carved.test) == 2
 
 

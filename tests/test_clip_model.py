@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from taskarith.config import validate
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 
 from clip_builders import WORDS, clip_family, digit_images, tiny_clip, tiny_clip_tokenizer, tiny_processor, write_image
 

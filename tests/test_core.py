@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from taskarith.config import TrainConfig
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.training.linearize import base_params, linearized_represent
 from taskarith.training.selection import select
 from taskarith.evaluate import EvalSet, sweep

@@ -10,10 +10,10 @@ import zipfile
 
 import pytest
 
-from taskarith import fetch
+from taskarith.groundwork import fetch
 from taskarith.data import TASKS, corpora, describe_tasks, fetch_tasks, load_task, text_cleanup
 from taskarith.data.splits import held_count
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 
 from data_fakes import offline_cache, synthetic_corpus
 
@@ -62,6 +62,25 @@ def test_describe_tasks_reports_cached_sizes(monkeypatch):
     corpora.load_corpus("sms")
     row = next(r for r in describe_tasks() if r["name"] == "sms")
     assert (row["available"], row["test"]) == (100, 20)
+
+
+@pytest.mark.parametrize("shipped_test", [None, 7])
+def test_describe_tasks_reads_the_shape_without_the_texts(monkeypatch, cache, shipped_test):
+    """The listing's sizes come from the small shape file; a damaged one falls back to the cached corpus."""
+    monkeypatch.setitem(corpora.LOADERS, "sms", lambda: synthetic_corpus((80, 20), shipped_test=shipped_test))
+    corpus = corpora.load_corpus("sms")
+    assert corpora.read_shape("sms") == corpora.shape_of(corpus)
+    expected = next(r for r in describe_tasks() if r["name"] == "sms")
+    def no_texts(task):
+        assert task != "sms", "the listing read the texts"
+
+    with monkeypatch.context() as m:
+        m.setattr(corpora, "read_cache", no_texts)
+        assert next(r for r in describe_tasks() if r["name"] == "sms") == expected
+    (cache / "corpora" / "sms.shape.json").write_text('{"format": -1}')
+    assert corpora.read_shape("sms") is None
+    assert next(r for r in describe_tasks() if r["name"] == "sms") == expected
+    assert corpora.read_shape("sms") == corpora.shape_of(corpus)  # kept again from the cached corpus
 
 
 # ---- corpus clean-up and cache ------------------------------------------------------------------

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from taskarith.data import load_file_task
-from taskarith.errors import TaskarithError
+from taskarith.data import SplitSpec, load_file_task
+from taskarith.groundwork.errors import TaskarithError
 
 from data_fakes import offline_cache
 
@@ -41,11 +41,12 @@ def test_file_task_loads_and_splits(labelled_file):
     assert task.name == "reviews" and task.class_names == ("bad", "good") and task.templates == ("{}.",)
     assert len(task.train) + len(task.val) + len(task.test) == 60
     assert len(task.test) == 12 and set(task.test.labels) == {0, 1}
-    assert load_file_task(labelled_file, seed=4).test == task.test
+    assert load_file_task(labelled_file, split=SplitSpec(seed=4)).test == task.test
 
 
 def test_file_task_options(labelled_file):
-    task = load_file_task(labelled_file, name="mine", templates=["A {} review."], caps={"train": 10})
+    task = load_file_task(labelled_file, name="mine", templates=["A {} review."],
+                          split=SplitSpec(caps={"train": 10}))
     assert task.name == "mine" and task.templates == ("A {} review.",) and len(task.train) == 10
 
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskarith.data import Split, TaskData, corpora, load_task, registry
+from taskarith.data import Split, SplitSpec, TaskData, corpora, load_task, registry
 from taskarith.data.splits import allocate, stratified_cap, stratified_sample, stratified_split
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 
 from data_fakes import imbalanced_labels, offline_cache, synthetic_corpus
 
@@ -121,7 +121,7 @@ def test_stratified_sample_properties(labels, n, seed):
 # ---- the split protocol -------------------------------------------------------------------------
 
 def test_splits_do_not_depend_on_training_seed_without_caps(fake_corpus):
-    a, b = load_task("bbc", seed=0), load_task("bbc", seed=5)
+    a, b = load_task("bbc", SplitSpec(seed=0)), load_task("bbc", SplitSpec(seed=5))
     assert a.test == b.test and a.val == b.val and a.train == b.train
 
 
@@ -133,13 +133,13 @@ def test_splits_are_disjoint_and_cover_the_corpus(fake_corpus):
 
 
 def test_val_cap_limits_validation(fake_corpus):
-    task = load_task("bbc", val_fraction=0.5, val_cap=10)
+    task = load_task("bbc", SplitSpec(val_fraction=0.5, val_cap=10))
     assert len(task.val) == 10 and len(task.train) == 150
 
 
 def test_train_cap_varies_with_seed_but_test_does_not(fake_corpus):
     caps = {"train": 20, "test": 10}
-    a, b = load_task("bbc", seed=0, caps=caps), load_task("bbc", seed=1, caps=caps)
+    a, b = load_task("bbc", SplitSpec(seed=0, caps=caps)), load_task("bbc", SplitSpec(seed=1, caps=caps))
     assert len(a.train) == 20 and collections.Counter(a.train.labels) == {c: 4 for c in range(5)}
     assert a.train != b.train
     assert a.test == b.test and len(a.test) == 10
@@ -150,7 +150,7 @@ def test_train_cap_varies_with_seed_but_test_does_not(fake_corpus):
 
 def test_shipped_test_is_used_as_is(fake_corpus):
     fake_corpus(synthetic_corpus((30, 30), shipped_test=12))
-    task = load_task("bbc", test_fraction=0.5)
+    task = load_task("bbc", SplitSpec(test_fraction=0.5))
     assert task.test.inputs == [f"shipped {i}" for i in range(12)]
     assert len(task.train) + len(task.val) == 60
 
@@ -165,9 +165,20 @@ def test_shipped_test_is_used_as_is(fake_corpus):
     ({"caps": {"dev": 5}}, "'dev'"),
     ({"seed": -1}, "seed"),
 ])
-def test_bad_arguments_are_rejected(fake_corpus, kwargs, fragment):
+def test_bad_split_settings_are_refused_where_they_are_made(kwargs, fragment):
     with pytest.raises(TaskarithError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
-        load_task("bbc", **kwargs)
+        SplitSpec(**kwargs)
+
+
+def test_a_split_spec_is_frozen_and_names_every_split():
+    import dataclasses
+
+    spec = SplitSpec(seed=3, caps={"train": 20})
+    assert dict(spec.caps) == {"train": 20, "val": None, "test": None}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 4
+    with pytest.raises(TypeError):
+        spec.caps["val"] = 5
 
 
 def test_unknown_task_lists_the_known_ones():
@@ -178,7 +189,7 @@ def test_unknown_task_lists_the_known_ones():
 def test_empty_split_is_an_error(fake_corpus):
     fake_corpus(corpora.Corpus(["a", "b", "c", "d"], [0, 0, 1, 1]))
     with pytest.raises(TaskarithError, match="the val split is empty"):
-        load_task("bbc", val_fraction=0.1)
+        load_task("bbc", SplitSpec(val_fraction=0.1))
 
 
 def test_label_outside_class_list_is_an_error():

@@ -1,4 +1,4 @@
-"""`taskarith merge RECIPE --out DIR`: recipes of task vectors or checkpoints, streamed into an HF folder that
+"""`taskarith export RECIPE --out DIR`: recipes of task vectors or checkpoints, streamed into an HF folder that
 transformers loads and that computes what taskarith's own θ0 + α·merged model computes."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from conftest import make_tiny_encoder
 from test_extract import _save
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 from taskarith.extraction import extract_vector
-from taskarith.merging import merge_vectors
+from taskarith.merging.merge import merge_vectors
 from taskarith.models import TextEncoder
 from taskarith.vectors import TaskVector, applied_in_place
 
@@ -49,7 +49,7 @@ def _recipe(tmp_path, **fields):
 
 
 def _merge(recipe, out):
-    return CliRunner().invoke(app, ["merge", str(recipe), "--out", str(out)], env=ENV)
+    return CliRunner().invoke(app, ["export", str(recipe), "--out", str(out)], env=ENV)
 
 
 def _outputs(net, tokenizer_dir):

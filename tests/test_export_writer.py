@@ -11,9 +11,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.recipes.hf_folder import ModelFolderWriter
-from taskarith.tensor_files import DTYPES, check_safetensors, open_regular, read_header
+from taskarith.groundwork.tensor_files import DTYPES, check_safetensors, open_regular, read_header
 
 TENSORS = {  # name order, as a merge adds them: the writer must still align each to its width
     "a.bias": torch.randn(3).to(torch.bfloat16),

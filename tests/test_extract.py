@@ -9,8 +9,8 @@ import torch
 from conftest import make_tiny_encoder, tiny_bert_config
 from typer.testing import CliRunner
 
-from taskarith.cli import app
-from taskarith.errors import TaskarithError
+from taskarith.cli.app import app
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.models import TextEncoder
 from taskarith.vectors import TaskVector
 

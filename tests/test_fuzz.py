@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from taskarith.config import ExperimentConfig, load_config
+from taskarith.data import SplitSpec
 from taskarith.data.files import load_file_task
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.report import load_results
 from taskarith.vectors import TaskVector
 
@@ -176,7 +177,7 @@ def _task_or_error(tmp_path, name: str, data: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(data)
     try:
-        task = load_file_task(path, caps={"train": 50})
+        task = load_file_task(path, split=SplitSpec(caps={"train": 50}))
     except TaskarithError as e:
         assert "\n" not in str(e)
         return

@@ -1,4 +1,4 @@
-"""Fuzzing merge recipes: whatever a recipe says, `taskarith merge` writes a folder of finite weights or stops
+"""Fuzzing merge recipes: whatever a recipe says, `taskarith export` writes a folder of finite weights or stops
 with one line, and leaves nothing behind when it stops."""
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from taskarith.atomic import save_safetensors
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.recipes import load_recipe, merge_recipe
-from taskarith.tensor_files import named_digest, read_safetensors
-from taskarith.vectors import TaskVector
+from taskarith.groundwork.tensor_files import read_safetensors
+from conftest import base_and_vectors
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -34,18 +33,10 @@ TREES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A base folder of two tensors and two vectors made on it: enough for every data-free method."""
-    root = tmp_path_factory.mktemp("recipes")
-    (root / "base").mkdir()
-    (root / "base" / "config.json").write_text("{}")
     g = torch.Generator().manual_seed(0)
     theta = {"layer.weight": torch.randn(6, 4, generator=g), "layer.bias": torch.randn(6, generator=g)}
-    save_safetensors(root / "base" / "model.safetensors", theta)
-    meta = {"base_model": "m", "base_hash": named_digest(theta, theta.get), "paradigm": "nonlinear",
-            "preset": "full"}
-    for i in range(2):
-        tau = {k: 0.1 * torch.randn(v.shape, generator=g) for k, v in theta.items()}
-        TaskVector(tau, {**meta, "task": f"t{i}"}).save(root / f"v{i}.safetensors")
-    return root
+    taus = [{k: 0.1 * torch.randn(v.shape, generator=g) for k, v in theta.items()} for _ in range(2)]
+    return base_and_vectors(tmp_path_factory.mktemp("recipes"), theta, taus)
 
 
 def _merge_or_error(root, tree) -> None:
@@ -81,7 +72,7 @@ def _mostly(low: float, high: float) -> st.SearchStrategy:
 
 
 SETTINGS = st.fixed_dictionaries({}, optional={
-    "method": st.sampled_from(METHODS), "alpha": _mostly(-4, 4), "density": _mostly(0, 1),
+    "method": st.sampled_from(METHODS), "alpha": _mostly(-16, 16), "density": _mostly(0, 1),
     "seed": st.integers(0, 10) | NUMBERS, "common_share": _mostly(0, 1), "preset": st.sampled_from(["full", "attention", "regex:layer\\.b.*", "regex:(", "x"]),
     "majority_sign_method": st.sampled_from(["total", "frequency", "other"]), "max_shard_bytes": NUMBERS})
 

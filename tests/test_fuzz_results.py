@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 
 from hostile_cases import _one_error
 from test_report import synthetic_results

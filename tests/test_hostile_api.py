@@ -11,10 +11,7 @@ import pytest
 import torch
 
 import taskarith as ta
-from taskarith.config import TrainConfig
-from taskarith.errors import TaskarithError
-from taskarith.paradigms import resolve_paradigm
-from taskarith.training.trainer import TrainingJob
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.vectors import TaskVector
 
 from cli_cases import Ctx
@@ -63,7 +60,9 @@ WRONG_TYPES = [
      "export: vectors must be a list of paths, not str"),
     ("export-alpha-str", lambda t: ta.export(t, ["v.safetensors"], t / "out", alpha="1"),
      "export: alpha: Input should be a valid number"),
-    ("finetune-model-none", lambda t: ta.finetune(None, [], [], None, None), "finetune: model must be a Model"),
+    ("finetune-model-none", lambda t: ta.finetune(None, "task.csv"), "finetune: model must be a Model"),
+    ("score-model-none", lambda t: ta.score(None, "task.csv"), "score: model must be a Model"),
+    ("applied-model-none", lambda t: ta.applied(None, []), "applied: model must be a Model"),
 ]
 
 
@@ -85,7 +84,7 @@ def test_sum_of_vectors_still_starts_from_zero():
 
 def _merge(c: Ctx, *paths: str, weights: str | None = None) -> list[str]:
     extra = ["--weights", weights] if weights is not None else []
-    return ["vector", "merge", *paths, "--rule", "task_arithmetic", *extra, "--out", str(c.tmp / "m.safetensors")]
+    return ["vector", "merge", *paths, "--method", "task_arithmetic", *extra, "--out", str(c.tmp / "m.safetensors")]
 
 
 def _saved(c: Ctx, name: str, tv: TaskVector) -> str:
@@ -120,12 +119,9 @@ def _full_and_attention(c: Ctx) -> list[str]:
     return _merge(c, _saved(c, "full.safetensors", full), _saved(c, "att.safetensors", _tv(2.0)))
 
 
-def _finetune(c: Ctx, labels: list[int]):
+def _finetune(c: Ctx, task: str, **train):
     model = make_tiny_encoder(c.tokenizer)
-    head = model.zero_shot_head(("city", "spam"), ("{}.",))
-    job = TrainingJob(resolve_paradigm("attention"), TrainConfig(steps=1, batch_size=2), c.tmp / "ft", task="toy",
-                      progress=False)
-    return lambda: ta.finetune(model, ["what city", "free prize"], labels, head, job)
+    return lambda: ta.finetune(model, task, "attention", out=c.tmp / "ft", progress=False, **train)
 
 
 NOT_WRITTEN = lambda c: _absent(c.tmp / "m.safetensors")  # noqa: E731
@@ -164,10 +160,13 @@ CASES = [
     Case("merge-nonlinear-and-attention", _full_and_attention,
          "task vectors t1.0/nonlinear and t2.0/attention cover different parameters (preset 'full' vs 'attention')",
          NOT_WRITTEN),
-    # finetune's values
-    Case("finetune-label-outside-head", lambda c: _finetune(c, [0, 2]),
-         "finetune: labels[1] = 2 is not a row of the head"),
-    Case("finetune-label-count", lambda c: _finetune(c, [0]), "finetune: 1 labels for 2 inputs"),
+    # finetune's and score's values, refused before the output folder is made
+    Case("finetune-missing-task-file", lambda c: _finetune(c, str(c.tmp / "missing.csv"), steps=1),
+         "missing.csv: no such file", lambda c: _absent(c.tmp / "ft")),
+    Case("finetune-lr-inf", lambda c: _finetune(c, c.tasks[0], lr=float("inf")), "finetune: lr:",
+         lambda c: _absent(c.tmp / "ft")),
+    Case("score-vector-of-another-model", lambda c: lambda: ta.score(make_tiny_encoder(c.tokenizer), c.tasks[0],
+                                                                     [_tv()]), "has parameter 'w', which"),
 ]
 
 

@@ -12,10 +12,10 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 import taskarith.models.heads as heads
-from taskarith.cli import app
-from taskarith.errors import TaskarithError
-from taskarith.lock import held_run_folder, run_lock
-from taskarith.tensor_files import read_safetensors
+from taskarith.cli.app import app
+from taskarith.groundwork.errors import TaskarithError
+from taskarith.groundwork.lock import held_run_folder, run_lock
+from taskarith.groundwork.tensor_files import read_safetensors
 
 from cli_cases import Ctx
 from conftest import make_tiny_encoder

@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from taskarith.atomic import save_safetensors
-from taskarith.errors import TaskarithError
-from taskarith.input_files import command_scope, note_input
-from taskarith.tensor_files import read_safetensors
+from taskarith.groundwork.atomic import save_safetensors
+from taskarith.groundwork.errors import TaskarithError
+from taskarith.groundwork.input_files import command_scope, note_input
+from taskarith.groundwork.tensor_files import read_safetensors
 
 from cli_cases import Ctx
 from hostile_cases import Case, _absent, _vectors, check_hostile_input
@@ -116,7 +116,7 @@ def _vector_file(path: Path, tensors: dict, base_hash: str) -> str:
 def _recipe(c: Ctx, base: Path, inputs: list[dict], **fields) -> list[str]:
     path = c.tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump({"base": str(base), "inputs": inputs, **fields}))
-    return ["merge", str(path), "--out", str(c.tmp / "merged")]
+    return ["export", str(path), "--out", str(c.tmp / "merged")]
 
 
 def _base_vectors(c: Ctx, base: Path, scales=(1.0, 1.0), preset: str = "full") -> list[str]:
@@ -237,7 +237,7 @@ def test_inputs_are_only_protected_inside_a_command(tmp_path):
 
 
 def test_a_json_key_given_twice_is_refused_everywhere_json_is_read(tmp_path):
-    from taskarith.safety import parse_json
+    from taskarith.groundwork.safety import parse_json
 
     with pytest.raises(TaskarithError, match=r"where: not valid JSON \(key 'a' appears twice\)"):
         parse_json('{"b": {"a": 1, "a": 2}}', "where")

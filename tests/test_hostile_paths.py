@@ -10,11 +10,11 @@ from typing import Any, Callable
 import pytest
 from typer.testing import CliRunner
 
-from taskarith.atomic import write_json
-from taskarith.cli import app
+from taskarith.groundwork.atomic import write_json
+from taskarith.cli.app import app
 from taskarith.data import load_file_task
-from taskarith.errors import TaskarithError
-from taskarith.lock import run_lock
+from taskarith.groundwork.errors import TaskarithError
+from taskarith.groundwork.lock import run_lock
 from taskarith.run import vector_path
 
 from cli_cases import Ctx, _write
@@ -50,7 +50,7 @@ def _outside_unchanged(c: Ctx) -> None:
 def _merge_into_link(c: Ctx) -> list[str]:
     link = c.tmp / "merged.safetensors"
     link.symlink_to(_outside(c))
-    return ["vector", "merge", *_vectors(c.tmp), "--rule", "task_arithmetic", "--out", str(link)]
+    return ["vector", "merge", *_vectors(c.tmp), "--method", "task_arithmetic", "--out", str(link)]
 
 
 def _write_through_planted_folder(c: Ctx) -> Callable[[], Any]:
@@ -205,7 +205,7 @@ def test_a_lock_replaced_while_it_is_taken_is_refused(tmp_path, monkeypatch):
 def test_the_cache_lock_follows_no_planted_symlink(tmp_path):
     import errno
 
-    from taskarith.fetch import _locked
+    from taskarith.groundwork.fetch import _locked
 
     for target in (_write(tmp_path / "outside.txt", SECRET), tmp_path / "made"):
         link = _link(tmp_path / f".{target.name}.lock", target)

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 from taskarith.config import ResourcesConfig
-from taskarith.errors import TaskarithError, quote
-from taskarith.resources import check_grantable
+from taskarith.groundwork.errors import TaskarithError, quote
+from taskarith.groundwork.resources import check_grantable
 from taskarith.run import ray_cluster, ray_executor
 
 ray = pytest.importorskip("ray")
@@ -46,7 +46,7 @@ def _one_line_error(stderr: str) -> str:
 def _taskarith(*args: str, join_seconds: float | None = None) -> tuple[subprocess.CompletedProcess, float]:
     """The CLI in a process of its own, whose real stderr is what a terminal would show (Ray's C++ core writes
     to file descriptor 2 itself), with the deadline to join a cluster set to `join_seconds`."""
-    code = "import sys, taskarith.cli as cli, taskarith.run.ray_cluster as r\n" \
+    code = "import sys, taskarith.cli.app as cli, taskarith.run.ray_cluster as r\n" \
            "if sys.argv[1] != 'default': r.JOIN_SECONDS = float(sys.argv[1])\n" \
            "sys.argv = ['taskarith', *sys.argv[2:]]\ncli.main()"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

@@ -14,9 +14,9 @@ import filelock
 import pytest
 from typer.testing import CliRunner
 
-from taskarith.cli import app
-from taskarith.errors import TaskarithError
-from taskarith.lock import run_lock
+from taskarith.cli.app import app
+from taskarith.groundwork.errors import TaskarithError
+from taskarith.groundwork.lock import run_lock
 from taskarith.report import write_report
 from taskarith.report.escape import figure_text, markdown_text
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 from taskarith.vectors import TaskVector
 
 from cli_cases import Ctx, _write
@@ -32,7 +32,7 @@ def _vector_pair(c: Ctx, second: float) -> list[str]:
         path = c.tmp / f"p{i}.safetensors"
         TaskVector({"w": torch.arange(1.0, 5.0) * scale}, {**meta, "task": f"t{i}"}).save(path)
         paths.append(str(path))
-    return ["vector", "merge", *paths, "--rule", "task_arithmetic", "--out", str(c.tmp / "m.safetensors")]
+    return ["vector", "merge", *paths, "--method", "task_arithmetic", "--out", str(c.tmp / "m.safetensors")]
 
 
 def _empty_vector(c: Ctx) -> list[str]:
@@ -76,9 +76,9 @@ CASES = [
          "results.json: invalid JSON (Exceeds the limit"),
     Case("seed-beyond-64-bits", lambda c: ["run", str(c.config(train={"seed": 2**70}))],
          "train.seed: Input should be less than"),
-    Case("merge-seed-beyond-64-bits", lambda c: ["vector", "merge", *_vectors(c.tmp), "--rule", "dare", "--seed",
+    Case("merge-seed-beyond-64-bits", lambda c: ["vector", "merge", *_vectors(c.tmp), "--method", "dare", "--seed",
                                                  str(2**70), "--out", str(c.tmp / "m.safetensors")],
-         "merge seed must lie in [0, 2**63)"),
+         "vector merge: seed must lie in [0, 2**63)"),
     Case("seeds-flag-huge", lambda c: ["run", str(c.config()), "--seeds", str(10**30)], "--seeds must lie in [1, 1000]"),
     Case("max-length-beyond-positions", lambda c: ["run", str(c.config(model={"max_length": 10**6}))],
          "model.max_length = 1000000:"),
@@ -130,7 +130,7 @@ def test_vector_info_escapes_file_strings(tmp_path):
 
 
 def test_vector_merge_escapes_task_names(tmp_path):
-    result = CliRunner().invoke(app, ["vector", "merge", *_vectors(tmp_path, task="\x1b]0;x\x07"), "--rule",
+    result = CliRunner().invoke(app, ["vector", "merge", *_vectors(tmp_path, task="\x1b]0;x\x07"), "--method",
                                       "task_arithmetic", "--out", str(tmp_path / "m.safetensors")])
     assert result.exit_code == 0, result.output
     assert all(line.isprintable() for line in result.stdout.split("\n")[:-1]), result.stdout

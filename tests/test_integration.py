@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from taskarith.config import TrainConfig
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.training.selection import select
 from taskarith.training.trainer import TrainingJob, finetune
 from taskarith.paradigms import resolve_paradigm

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 from taskarith.vectors import TaskVector
 
 from cli_cases import _write
@@ -19,7 +19,7 @@ from hostile_cases import _mkdir
 
 _KILLED_WRITER = """
 import os, sys, time, torch
-from taskarith.atomic import save_safetensors
+from taskarith.groundwork.atomic import save_safetensors
 os.replace = lambda *a: time.sleep(600)  # the temp file is complete: hang before the rename, to be killed there
 save_safetensors(sys.argv[1], {"w": torch.zeros(1_000_000)})
 """

@@ -3,14 +3,17 @@ command and the run's merge table."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from conftest import tiny_config
 
-from taskarith.errors import TaskarithError
-from taskarith.merging import (MERGE_METHODS, dare, magnitude_prune, merge_vectors, random_prune, sign_elect,
-                             task_arithmetic, tensors_sha256, ties, weight_averaging)
-from taskarith.merging.rules import disjoint_mean
+from taskarith.groundwork.errors import TaskarithError
+from taskarith.merging import MERGE_METHODS
+from taskarith.merging.merge import merge_vectors, tensors_sha256
+from taskarith.merging.rules import (dare, disjoint_mean, magnitude_prune, random_prune, sign_elect, task_arithmetic,
+                                     ties, weight_averaging)
 from taskarith.vectors import TaskVector
 
 META = {"base_hash": "h", "base_model": "m", "paradigm": "nonlinear"}
@@ -107,7 +110,7 @@ def test_merge_vectors_by_name_with_metadata():
 
 
 @pytest.mark.parametrize("args, message", [
-    (("nope",), "unknown merge rule 'nope'"),
+    (("nope",), "unknown merge method 'nope'"),
     (("ties", 0.0), r"density must lie in \(0, 1\], got 0.0"),
     (("ties", 1.5), "got 1.5"),
 ])
@@ -127,20 +130,20 @@ def test_merging_vectors_of_other_bases_is_refused():
 def test_vector_merge_command(tmp_path):
     from typer.testing import CliRunner
 
-    from taskarith.cli import app
+    from taskarith.cli.app import app
 
     paths = []
     for task, values in (("a", [1.0, -2.0, 0.1]), ("b", [3.0, 1.0, -0.2])):
         paths.append(tmp_path / f"{task}.safetensors")
         vec(task, w=values).save(paths[-1])
     out = tmp_path / "merged.safetensors"
-    result = CliRunner().invoke(app, ["vector", "merge", *map(str, paths), "--rule", "ties", "--density", "0.67",
+    result = CliRunner().invoke(app, ["vector", "merge", *map(str, paths), "--method", "ties", "--density", "0.67",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     merged = TaskVector.load(out)
     assert torch.equal(merged.tensors["w"], ties(torch.tensor([[1.0, -2.0, 0.1], [3.0, 1.0, -0.2]]), density=0.67))
-    result = CliRunner().invoke(app, ["vector", "merge", *map(str, paths), "--rule", "bogus", "--out", str(out)])
-    assert result.exit_code == 2 and "unknown merge rule 'bogus'" in result.output
+    result = CliRunner().invoke(app, ["vector", "merge", *map(str, paths), "--method", "bogus", "--out", str(out)])
+    assert result.exit_code == 2 and "unknown merge method 'bogus'" in result.output
 
 
 def test_run_reports_every_merge_rule(tiny_model_dir, csv_tasks, tmp_path):
@@ -197,12 +200,13 @@ def test_the_input_hash_is_over_tensors_in_name_order():
     ("ties", {"weights": [1.0]}, "weights: 1 given for 2 task vectors; give one per vector"),
     ("task_arithmetic", {"weights": [1.0, float("nan")]}, "merge weights must be finite numbers"),
     ("tsv_m", {"weights": [1.0, 2.0]}, "tsv_m takes no per-vector weights"),
-    ("dare", {"majority_sign_method": "frequency"}, "dare elects no sign; a majority sign method applies to ties, "
-                                                     "dare_ties"),
-    ("ties", {"majority_sign_method": "median"}, "majority sign method must be one of total, frequency, got 'median'"),
+    ("dare", {"majority_sign_method": "frequency"}, "merge: majority_sign_method = 'frequency' is not a setting of "
+                                                     "dare (its settings: density); it is a setting of ties, dare_ties"),
+    ("ties", {"majority_sign_method": "median"}, "merge: majority_sign_method must be one of total, frequency, got "
+                                                  "'median'"),
 ])
 def test_bad_merge_settings(rule, settings, message):
-    with pytest.raises(TaskarithError, match=message.replace("(", r"\(")):
+    with pytest.raises(TaskarithError, match=re.escape(message)):
         merge_vectors([vec("a", w=[1.0]), vec("b", w=[2.0])], rule, **settings)
 
 
@@ -220,19 +224,24 @@ def _saved_pair(tmp_path) -> list[str]:
     return paths
 
 
-def test_vector_merge_takes_a_method_weights_and_a_sign_rule(tmp_path):
+def test_vector_merge_takes_a_method_weights_and_any_setting(tmp_path):
     from typer.testing import CliRunner
 
-    from taskarith.cli import app
+    from taskarith.cli.app import app
 
     out = tmp_path / "m.safetensors"
-    args = ["vector", "merge", *_saved_pair(tmp_path), "--out", str(out), "--density", "1"]
+    args = ["vector", "merge", *_saved_pair(tmp_path), "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--method", "task_arithmetic", "--weights", "1,0.5"])
     assert result.exit_code == 0, result.output
     assert torch.equal(TaskVector.load(out).tensors["w"], torch.tensor([2.5, -1.5, 0.0]))
-    result = CliRunner().invoke(app, [*args, "--method", "ties", "--majority-sign", "frequency"])
+    result = CliRunner().invoke(app, [*args, "--method", "ties", "--density", "1", "--setting",
+                                      "majority_sign_method=frequency"])
     assert result.exit_code == 0, result.output
-    assert TaskVector.load(out).meta["merge"]["params"]["majority_sign_method"] == "frequency"
+    assert TaskVector.load(out).meta["merge"]["params"] == {"density": 1.0, "majority_sign_method": "frequency",
+                                                            "weights": None}
+    result = CliRunner().invoke(app, [*args, "--method", "iso_cts", "--setting", "common_share=0.5"])
+    assert result.exit_code == 0, result.output
+    assert TaskVector.load(out).meta["merge"]["params"] == {"common_share": 0.5}
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -242,11 +251,22 @@ def test_vector_merge_takes_a_method_weights_and_a_sign_rule(tmp_path):
     (["--method", "adamerging"], "error: adamerging needs unlabeled test inputs (transductive), so it cannot "
                                  "merge from task vectors alone"),
     (["--method", "fisher"], "error: fisher needs training data, so it cannot merge from task vectors alone"),
+    (["--method", "task_arithmetic", "--density", "0.5"], "error: vector merge: density = 0.5 is not a setting of "
+                                                         "task_arithmetic (its settings: none); it is a setting of "
+                                                         "ties, dare, dare_ties"),
+    (["--method", "iso_cts", "--setting", "common_share=2"], "error: vector merge: common_share must lie in [0, 1], "
+                                                             "got 2.0"),
+    (["--method", "ties", "--setting", "density"], "error: --setting 'density': expected NAME=VALUE, e.g. "
+                                                   "density=0.2"),
+    (["--method", "ties", "--setting", "density=0.1", "--density", "0.2"],
+     "error: --density and --setting density=... are one setting; give it once"),
+    (["--method", "ties", "--setting", "density=[1"], "error: --setting 'density=[1': the value is not valid YAML "
+                                                      "(while parsing a flow sequence)"),
 ])
 def test_vector_merge_refuses_in_one_line(tmp_path, extra, message):
     from typer.testing import CliRunner
 
-    from taskarith.cli import app
+    from taskarith.cli.app import app
 
     result = CliRunner().invoke(app, ["vector", "merge", *_saved_pair(tmp_path), *extra, "--out",
                                       str(tmp_path / "m.safetensors")])

@@ -10,8 +10,9 @@ import torch
 from conftest import make_tiny_encoder
 
 from taskarith.config import MergeDataConfig
-from taskarith.errors import TaskarithError
-from taskarith.merging import MergeData, merge_vectors
+from taskarith.groundwork.errors import TaskarithError
+from taskarith.merging.data import MergeData
+from taskarith.merging.merge import merge_vectors
 from taskarith.merging.adamerging import coefficient_sum, entropy, layer_coefficients
 from taskarith.merging.fisher import diagonal_fisher, fisher_weighted
 from taskarith.merging.regmean import gram_matrices, regmean
@@ -181,9 +182,8 @@ def test_data_methods_merge_through_the_registry_and_record_their_settings(token
     data = MergeData(encoder, [head, head], train_inputs=[TEXTS, TEXTS[::-1]], train_labels=[[0] * 6, [1] * 6],
                      test_inputs=[TEXTS, TEXTS], settings=settings)
     mean = {n: (vectors[0].tensors[n] + vectors[1].tensors[n]) / 2 for n in vectors[0].tensors}
-    for name, params in [("fisher", {"fisher_examples": 3, "seed": 5}),
-                         ("regmean", {"regmean_examples": 3, "batch_size": 2, "off_diagonal": 0.9, "seed": 5}),
-                         ("adamerging", {"steps": 2, "lr": 1e-3, "init": 0.3, "batch_size": 2, "seed": 5})]:
+    given = {**settings.model_dump(), "seed": 5}  # what the data methods were handed
+    for name, params in [("fisher", given), ("regmean", {**given, "off_diagonal": 0.9}), ("adamerging", given)]:
         merged = merge_vectors(vectors, name, data=data, seed=5)
         assert merged.meta["merge"]["params"] == params
         assert not all(torch.allclose(merged.tensors[n], mean[n]) for n in mean), name

@@ -14,9 +14,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from taskarith.cli import app
-from taskarith.errors import TaskarithError
-from taskarith.merging import merge_vectors, tensors_sha256
+from taskarith.cli.app import app
+from taskarith.groundwork.errors import TaskarithError
+from taskarith.merging.merge import merge_vectors, tensors_sha256
 from taskarith.merging.rules import BLOCK, CHUNK, dare, dare_ties, ties
 from taskarith.merging.tensor_loop import Arena, read_ahead
 from taskarith.recipes.output import compute_device
@@ -132,7 +132,7 @@ def _export(root, tmp_path, extra_args=(), **fields):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"base": str(root / "base"), "inputs": [{"checkpoint": str(root / f"ft{t}")}
                                                                            for t in range(8)], **fields}))
-    result = CliRunner().invoke(app, ["merge", str(recipe), "--out", str(tmp_path / "out"), *extra_args], env=ENV)
+    result = CliRunner().invoke(app, ["export", str(recipe), "--out", str(tmp_path / "out"), *extra_args], env=ENV)
     assert result.exit_code == 0, result.output
     return load_file(str(tmp_path / "out" / "model.safetensors"))
 
@@ -182,7 +182,7 @@ def test_the_card_gives_each_inputs_tensor_hash_unless_told_not_to(big_models, t
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"base": str(root / "base"), "inputs": [{"vector": v} for v in vectors]}))
     for flag, out in (([], "hashed"), (["--no-hash-inputs"], "unhashed")):
-        result = CliRunner().invoke(app, ["merge", str(recipe), "--out", str(tmp_path / out), *flag], env=ENV)
+        result = CliRunner().invoke(app, ["export", str(recipe), "--out", str(tmp_path / out), *flag], env=ENV)
         assert result.exit_code == 0, result.output
     card = (tmp_path / "hashed" / "README.md").read_text()
     assert all(tensors_sha256(TaskVector.load(v).tensors) in card for v in vectors)  # the vector's own digest

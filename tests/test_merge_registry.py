@@ -1,4 +1,4 @@
-"""The merge registry's invariants, `taskarith merges`, and TIES and DARE against an independent
+"""The merge registry's invariants, `taskarith methods`, and TIES and DARE against an independent
 re-implementation of PEFT's merge_utils (src/peft/utils/merge_utils.py), with taskarith's differences named:
 
 - sign ties: PEFT elects + where the election sums to 0 (`where(x >= 0, 1, -1)`); taskarith elects 0, so the
@@ -10,16 +10,17 @@ re-implementation of PEFT's merge_utils (src/peft/utils/merge_utils.py), with ta
 
 from __future__ import annotations
 
-import inspect
 import re
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 from taskarith.config import MergeDataConfig
-from taskarith.merging import BASELINE, MERGE_METHODS, NEEDS, dare, dare_ties, merge_vectors, ties
+from taskarith.merging import BASELINE, MERGE_METHODS, NEEDS
+from taskarith.merging.merge import loaded, merge_vectors
+from taskarith.merging.rules import dare, dare_ties, ties
 from taskarith.paradigms import PARADIGMS
 from taskarith.vectors import TaskVector
 
@@ -120,7 +121,6 @@ def test_where_peft_would_keep_nothing_taskarith_keeps_the_largest_entry():
 
 # --- the registry ----------------------------------------------------------------------------------------
 
-SETTINGS = {name for name, p in inspect.signature(merge_vectors).parameters.items() if p.kind == p.KEYWORD_ONLY}
 DATA_SETTINGS = set(MergeDataConfig.model_fields)
 DATA_FREE = [name for name, m in MERGE_METHODS.items() if m.needs == "vectors"]
 
@@ -133,10 +133,10 @@ def test_every_record_is_complete(method):
     assert method.paradigms and set(method.paradigms) <= set(PARADIGMS)
     assert list(method.alphas) == sorted(set(method.alphas)) and all(0 <= a <= 4 for a in method.alphas)
     assert 1 <= len(method.alphas) <= 13 and method.scale in method.alphas
-    assert set(method.params) <= SETTINGS | DATA_SETTINGS and callable(method.rule)
-    # a method reads data exactly when it measures something on it, and only then reads data settings
+    assert callable(loaded(method.rule)) and set(method.settings).isdisjoint(DATA_SETTINGS)
+    # a method reads data exactly when it measures something on it
     assert (method.measure is not None) == (method.needs != "vectors")
-    assert method.needs != "vectors" or not set(method.params) & DATA_SETTINGS
+    assert method.measure is None or callable(loaded(method.measure))
 
 
 def test_the_registry_holds_the_compared_methods():
@@ -159,8 +159,8 @@ def test_every_data_free_method_merges_vectors(name):
     assert merged.meta["merge"]["method"] == name and merged.meta["task"] == f"{name}(a+b+c)"
 
 
-def test_merges_lists_every_method_within_100_columns():
-    result = CliRunner().invoke(app, ["merges"], env={"HF_HUB_OFFLINE": "1"})
+def test_methods_lists_every_method_within_100_columns():
+    result = CliRunner().invoke(app, ["methods"], env={"HF_HUB_OFFLINE": "1"})
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert all(len(line) <= 100 for line in lines), max(lines, key=len)

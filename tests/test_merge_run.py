@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_config
 
 import taskarith.merging.methods as methods
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.report import load_results, write_report
 from taskarith.run import run_experiment
 
@@ -34,14 +34,17 @@ def test_a_method_not_defined_for_a_paradigm_is_na_and_grids_can_be_set(tiny_mod
     assert ties_row.count("n/a") == 1 and ties_row.count("(α ") == 1
 
 
-@pytest.mark.parametrize("merges, grids, message", [
-    (["nope"], {}, "eval.merges: 'nope' is not a method to compare with the plain sum"),
-    (["task_arithmetic"], {}, "eval.merges: 'task_arithmetic' is not a method"),
-    (["ties"], {"dare": [1.0]}, "eval.merge_alphas: 'dare' is not one of eval.merges (ties)"),
+@pytest.mark.parametrize("merges, grids, settings, message", [
+    (["nope"], {}, {}, "eval.merges: 'nope' is not a method to compare with the plain sum"),
+    (["task_arithmetic"], {}, {}, "eval.merges: 'task_arithmetic' is not a method"),
+    (["ties"], {"dare": [1.0]}, {}, "eval.merge_alphas: 'dare' is not one of eval.merges (ties)"),
+    (["ties"], {}, {"ties": {"density": 2}}, "eval.merge_settings.ties: density must lie in (0, 1], got 2.0"),
+    (["ties"], {}, {"iso_c": {"density": 0.5}}, "eval.merge_settings.iso_c: "),
 ])
 def test_merge_settings_are_checked_before_the_run_folder_exists(tiny_model_dir, csv_tasks, tmp_path, merges,
-                                                                 grids, message):
-    cfg = tiny_config(tiny_model_dir, csv_tasks, eval={"merges": merges, "merge_alphas": grids})
+                                                                 grids, settings, message):
+    cfg = tiny_config(tiny_model_dir, csv_tasks, eval={"merges": merges, "merge_alphas": grids,
+                                                       "merge_settings": settings})
     with pytest.raises(TaskarithError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_experiment(cfg, tmp_path / "run", **QUIET)
     assert not (tmp_path / "run").exists()
@@ -49,7 +52,7 @@ def test_merge_settings_are_checked_before_the_run_folder_exists(tiny_model_dir,
 
 def test_a_grid_outside_the_range_is_a_config_error(tiny_model_dir, csv_tasks):
     with pytest.raises(TaskarithError, match="eval.merge_alphas.ties: .*α values must lie in"):
-        tiny_config(tiny_model_dir, csv_tasks, eval={"merges": ["ties"], "merge_alphas": {"ties": [5.0]}})
+        tiny_config(tiny_model_dir, csv_tasks, eval={"merges": ["ties"], "merge_alphas": {"ties": [17.0]}})
     with pytest.raises(TaskarithError, match="an α grid needs at least one value"):
         tiny_config(tiny_model_dir, csv_tasks, eval={"merges": ["ties"], "merge_alphas": {"ties": []}})
 

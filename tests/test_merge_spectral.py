@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.merging import spectral
 from taskarith.merging.spectral import cts_split, iso_c, iso_cts, top_svd, tsv_m, tsv_rank
 

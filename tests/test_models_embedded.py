@@ -11,9 +11,9 @@ import zipfile
 import pytest
 from typer.testing import CliRunner
 
-from taskarith import fetch
-from taskarith.cli import app
-from taskarith.errors import TaskarithError
+from taskarith.groundwork import fetch
+from taskarith.cli.app import app
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.models import text_encoder
 from taskarith.models.embedded import EMBEDDED_MODELS, embedded_model
 

@@ -8,8 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from taskarith.cli import app
-from taskarith.errors import TaskarithError
+from taskarith.cli.app import app
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.run import run_experiment
 from taskarith.run.pool import pool_results
 from taskarith.run.seeds import parse_seeds, seed_indices

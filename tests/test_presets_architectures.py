@@ -10,7 +10,7 @@ import yaml
 from conftest import WORDS, tiny_bert_config
 from typer.testing import CliRunner
 
-from taskarith.cli import app
+from taskarith.cli.app import app
 from taskarith.models import TextEncoder
 from taskarith.paradigms import PARADIGMS
 from taskarith.training.selection import PRESETS, architecture_of, match_names, patterns_for, select
@@ -168,7 +168,7 @@ def test_vector_extract_and_the_merge_export_work_on_mpnet(mpnet_folders, tmp_pa
     recipe.write_text(yaml.safe_dump({"base": mpnet_folders["base"], "method": "task_arithmetic", "alpha": 0.5,
                                       "preset": "attention",
                                       "inputs": [{"checkpoint": p} for p in mpnet_folders["tuned"]]}))
-    result = CliRunner().invoke(app, ["merge", str(recipe), "--out", str(tmp_path / "out")], env=env)
+    result = CliRunner().invoke(app, ["export", str(recipe), "--out", str(tmp_path / "out")], env=env)
     assert result.exit_code == 0, result.output
     base = TextEncoder(mpnet_folders["base"], max_length=16)
     batch = base.collate(TEXTS)

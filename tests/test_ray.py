@@ -118,7 +118,7 @@ def test_a_unit_whose_worker_is_killed_is_retried_and_the_run_finishes_identical
 def test_without_ray_the_executor_says_what_to_install(monkeypatch):
     import builtins
 
-    from taskarith.errors import TaskarithError
+    from taskarith.groundwork.errors import TaskarithError
     from taskarith.run.ray_executor import import_ray
 
     real = builtins.__import__

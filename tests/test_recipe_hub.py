@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.recipes.hub_cache import cached_snapshot
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -222,7 +222,7 @@ def test_a_recipe_merges_models_named_by_hub_id(hub, tmp_path):
     from safetensors.torch import load_file, save
     from typer.testing import CliRunner
 
-    from taskarith.cli import app
+    from taskarith.cli.app import app
 
     config = json.dumps({"model_type": "llama"}).encode()
     weights = [{"w": torch.full((4, 4), float(i)), "b": torch.arange(4.0) * i} for i in range(3)]
@@ -238,7 +238,7 @@ def test_a_recipe_merges_models_named_by_hub_id(hub, tmp_path):
         recipe.write_text(yaml.safe_dump({"base": names[0], "method": "ties", "density": 0.5,
                                           "inputs": [{"checkpoint": n} for n in names[1:]]}))
         out = tmp_path / f"out-{kind}"
-        result = CliRunner().invoke(app, ["merge", str(recipe), "--out", str(out)], env={"HF_HUB_OFFLINE": "1"})
+        result = CliRunner().invoke(app, ["export", str(recipe), "--out", str(out)], env={"HF_HUB_OFFLINE": "1"})
         assert result.exit_code == 0, result.output
         outputs[kind] = load_file(str(out / "model.safetensors"))
         assert (out / "config.json").read_bytes() == config and not any(p.is_symlink() for p in out.iterdir())
@@ -250,9 +250,9 @@ def test_a_recipe_naming_an_uncached_hub_id_is_one_line(hub, tmp_path):
     import yaml
     from typer.testing import CliRunner
 
-    from taskarith.cli import app
+    from taskarith.cli.app import app
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"base": "org/absent", "inputs": [{"checkpoint": "org/absent2"}]}))
-    result = CliRunner().invoke(app, ["merge", str(recipe), "--out", str(tmp_path / "o")], env={"HF_HUB_OFFLINE": "1"})
+    result = CliRunner().invoke(app, ["export", str(recipe), "--out", str(tmp_path / "o")], env={"HF_HUB_OFFLINE": "1"})
     assert result.exit_code == 2 and "not a model in the local Hugging Face cache" in result.output

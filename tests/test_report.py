@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.report import load_results, write_report
 from taskarith.report.tables import addition_table, over_seeds
 

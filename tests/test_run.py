@@ -3,14 +3,71 @@
 from __future__ import annotations
 
 import json
+import types
+import typing
+from pathlib import Path
 
 import pytest
 
 from taskarith.evaluate import choose_alpha, choose_negation_alpha, normalized_accuracy
+from taskarith.results_record import ResultsRecord
 from taskarith.run import Experiment, Unit, run_experiment, trained_vector
 from taskarith.run.protocol import evaluate_vectors, negate_each
 
 from conftest import tiny_config
+
+PUBLISHED = sorted((Path(__file__).parent.parent / "docs" / "results").glob("*/results.json"))
+
+
+def departures(value, tp, where: str = "results") -> list[str]:
+    """Where a JSON value departs from a type of taskarith.results_record: a key missing or unexpected, or a
+    value of another kind."""
+    if typing.is_typeddict(tp):
+        if not isinstance(value, dict):
+            return [f"{where}: not an object"]
+        hints = typing.get_type_hints(tp)
+        out = [f"{where}.{k}: missing" for k in sorted(tp.__required_keys__ - set(value))]
+        out += [f"{where}.{k}: not in {tp.__name__}" for k in sorted(set(value) - set(hints))]
+        return out + [f for k in value if k in hints for f in departures(value[k], hints[k], f"{where}.{k}")]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        found = [departures(value, a, where) for a in args]
+        return [] if [] in found else min(found, key=len)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{where}: not an object"]
+        return [f for k, v in value.items() for f in departures(v, args[1], f"{where}.{k}")]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{where}: not a list"]
+        return [f for i, v in enumerate(value) for f in departures(v, args[0], f"{where}[{i}]")]
+    kinds = {typing.Any: object, float: (int, float), type(None): type(None)}.get(tp, tp)
+    return [] if isinstance(value, kinds) and not (isinstance(value, bool) and tp is not bool) else \
+        [f"{where}: {type(value).__name__}, not {tp}"]
+
+
+def published(path: Path) -> dict:
+    """A published record, less the two fields a pooled one adds to a run's (docs/results-schema.md)."""
+    record = json.loads(path.read_text())
+    pooled = {k: record.pop(k) for k in ("seed_commits", "pooled_from") if k in record}
+    assert set(pooled) in (set(), {"seed_commits", "pooled_from"})
+    return record
+
+
+def test_the_record_types_describe_every_published_record():
+    assert PUBLISHED
+    for path in PUBLISHED:
+        assert departures(published(path), ResultsRecord, path.parent.name) == []
+
+
+def test_the_record_types_catch_a_departure():
+    record = published(PUBLISHED[0])
+    entry = next(iter(record["paradigms"].values()))
+    entry["seeds"]["0"]["addition"]["alpha"] = "0.3"
+    del entry["summary"]["absolute"]
+    entry["selection"]["extra"] = 1
+    found = departures(record, ResultsRecord)
+    assert len(found) == 3 and all(".paradigms." in f for f in found), found
 
 
 def test_normalized_accuracy_is_per_task_then_averaged():
@@ -75,6 +132,7 @@ def test_end_to_end_run_and_report(tiny_model_dir, csv_tasks, tmp_path):
             assert add["normalized"] == pytest.approx(
                 normalized_accuracy(add["test"], seed["individual"]["test"]))
             assert set(seed.get("negation", entry["seeds"]["0"]["negation"])) == {"places", "reviews"}
+    assert departures(json.loads(path.read_text()), ResultsRecord) == []
     report = write_report(tmp_path)
     first = report.read_text()
     (tmp_path / "report.md").unlink()
@@ -98,11 +156,11 @@ def test_a_locked_run_folder_is_refused_and_a_dead_holder_is_taken_over(tmp_path
     import subprocess
     import sys
 
-    from taskarith.errors import TaskarithError
-    from taskarith.lock import run_lock
+    from taskarith.groundwork.errors import TaskarithError
+    from taskarith.groundwork.lock import run_lock
 
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from taskarith.lock import run_lock\n"
+        "import sys, time; from taskarith.groundwork.lock import run_lock\n"
         f"with run_lock({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:

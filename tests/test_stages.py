@@ -11,7 +11,7 @@ import pytest
 from conftest import tiny_config
 
 import taskarith.run.stages as stages
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 from taskarith.run import run_experiment
 from taskarith.run.artifacts import STAGES
 
@@ -86,3 +86,40 @@ def test_an_artifact_reached_through_a_planted_symlink_is_not_read(tiny_model_di
     (tmp_path / "run" / STAGES).symlink_to(planted)
     with pytest.raises(TaskarithError, match="is a symlink; refusing to write through it"):
         run_experiment(cfg, tmp_path / "run", **QUIET)
+
+
+def test_a_seed_lets_its_vectors_go_once_evaluated(tiny_model_dir, csv_tasks, tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    cfg = tiny_config(tiny_model_dir, csv_tasks).model_copy(update={"paradigms": ["attention"]})
+    evaluated: dict[int, list] = {}
+    alive_then: list[int] = []
+    real = stages.evaluate_vectors
+
+    def spy(exp, vectors, seed=0):
+        gc.collect()
+        alive_then.append(sum(ref() is not None for refs in evaluated.values() for ref in refs))
+        evaluated[seed] = [weakref.ref(tv) for tv in vectors.values()]
+        return real(exp, vectors, seed)
+
+    monkeypatch.setattr(stages, "evaluate_vectors", spy)
+    results = json.loads(run_experiment(cfg, tmp_path, seeds=3, **QUIET).read_text())
+    assert sorted(evaluated) == [0, 1, 2] and alive_then == [0, 0, 0]  # seed 0's too: the analyses read files
+    assert "negation" in results["paradigms"]["attention"]["seeds"]["0"] and "similarity" in results["analysis"]
+
+
+def test_a_units_label_names_its_vector_folder(tiny_model_dir, csv_tasks):
+    from types import SimpleNamespace
+
+    from taskarith.run import Unit
+    from taskarith.run.finetunes import unit_label, unit_vector_file
+
+    exp = SimpleNamespace(cfg=tiny_config(tiny_model_dir, csv_tasks))  # a unit's label reads train.lr only
+    lr = exp.cfg.train.lr
+    units = [Unit(0, "attention", "t"), Unit(0, "attention", "t", lr=lr), Unit(2, "linear", "t", lr=lr * 3),
+             Unit(1, "attention", "t", preset="attention+mlp"), Unit(1, "attention", "t", preset="regex:../x", lr=0.5)]
+    labels = [unit_label(exp, u) for u in units]
+    assert labels[:2] == ["attention", "attention"] and labels[2] == f"linear-lr{lr * 3:g}"
+    assert labels[3] == "attention-attention+mlp" and labels[4].startswith("attention-regex-")
+    assert labels == [unit_vector_file(exp, u).parent.parent.name for u in units]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from taskarith.config import load_config
-from taskarith.errors import TaskarithError
+from taskarith.groundwork.errors import TaskarithError
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 GOOD, BAD = "good great fun lovely".split(), "bad awful boring dull".split()
@@ -150,15 +150,17 @@ def test_jvp_through_encoder_decoder_matches_a_finite_difference(preset):
     assert tangent.abs().max() > 0.01 and error < 1e-3 * tangent.abs().max()
 
 
-def test_loads_a_saved_folder(t5_dir):
+def test_loads_a_saved_folder(t5_dir, tmp_path):
     from taskarith.models import load_family
 
     family = load_family("t5", str(t5_dir), device="cpu", max_length=32)
     batch = family.collate(sst2_prompts())
     with torch.no_grad():
         assert torch.allclose(family.represent(batch), t5_family().represent(batch), atol=1e-5)
-    with pytest.raises(TaskarithError, match="cannot load the tokenizer"):
+    with pytest.raises(TaskarithError, match="missing: no such model folder"):
         load_family("t5", str(t5_dir / "missing"))
+    with pytest.raises(TaskarithError, match="cannot load the tokenizer from this folder"):
+        load_family("t5", str(tmp_path))
 
 
 # --- GLUE data ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ The public surface, loaded on first use so that `import taskarith` stays cheap:
     tau = ta.extract("base-folder", "finetuned-folder", preset="attention")
     merged = ta.merge(["a.safetensors", "b.safetensors"], "ties")
     ta.export("base-folder", ["a.safetensors", "b.safetensors"], "merged-model", method="ties", alpha=1.0)
+    ta.score(ta.load_model("base-folder"), "sms", [merged], [[0.5], [1.0]])
 """
 
 from .version import __version__
@@ -18,15 +19,13 @@ def __getattr__(name: str):
     if name in _CHECKED:  # the wrappers that check their arguments on entry
         from . import api
         return getattr(api, name)
-    if name == "TrainingJob":
-        from .training.trainer import TrainingJob
-        return TrainingJob
     if name in _REGISTRIES:
         return _registry(name)
     raise AttributeError(f"module 'taskarith' has no attribute {name!r}")
 
 
-_CHECKED = ("load_model", "extract", "merge", "export", "finetune", "run_experiment", "load_config")
+_CHECKED = ("load_model", "extract", "merge", "export", "finetune", "score", "applied", "run_experiment",
+            "load_config")
 _REGISTRIES = ("PARADIGMS", "MERGE_METHODS", "FAMILIES", "PRESETS", "TASKS")
 
 
@@ -42,4 +41,4 @@ def _registry(name: str):
             "TASKS": TASKS}[name]
 
 
-__all__ = ["__version__", "TaskVector", "TrainingJob", *_CHECKED, *_REGISTRIES]
+__all__ = ["__version__", "TaskVector", *_CHECKED, *_REGISTRIES]

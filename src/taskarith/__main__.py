@@ -1,5 +1,5 @@
 """`python -m taskarith`: the same entry point as the `taskarith` command."""
 
-from .cli import main
+from .cli.app import main
 
 main()

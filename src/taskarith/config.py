@@ -8,20 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
-from .errors import QUOTE_LIMIT, TaskarithError, clip, quote
+from .groundwork.errors import QUOTE_LIMIT, TaskarithError, clip, first_line, quote
 from .paradigms import PARADIGMS
-from .safe_yaml import load_yaml
-from .safety import PLAIN_NAME_RULE, is_plain_name, read_regular
+from .groundwork.safe_yaml import load_yaml
+from .groundwork.safety import PLAIN_NAME_RULE, is_plain_name, read_regular
+from .groundwork.strict import Strict as _Strict, moved
 
 MAX_SEEDS = 1000
-
-
-class _Strict(BaseModel):
-    # inf and nan pass bounds such as gt=0 and would only fail deep inside training. Strict types: without them
-    # `lr: true` trains at 1.0 and `steps: 2.7` at 2; an integer still passes for a float
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class TrainConfig(_Strict):
@@ -91,7 +86,6 @@ class MergeDataConfig(_Strict):
     fisher_examples: int = Field(256, gt=0)  # training examples per task behind each Fisher
     regmean_examples: int = Field(256, gt=0)  # training examples per task behind each Gram matrix
     batch_size: int = Field(16, gt=0)  # RegMean's batches; AdaMerging's test inputs per task and step
-    off_diagonal: float = Field(0.9, ge=0, le=1)  # RegMean's scale of the Gram matrices' off-diagonal entries
     steps: int = Field(500, gt=0)  # AdaMerging's Adam steps
     lr: float = Field(1e-3, gt=0, le=1)  # AdaMerging's Adam step size
     init: float = Field(0.3, ge=0, le=1)  # AdaMerging's starting coefficient for every task and layer
@@ -107,10 +101,18 @@ class EvalConfig(_Strict):
     negation_keep: float = Field(0.95, gt=0, le=1)
     # merge methods compared with the plain sum, by their names in merging.MERGE_METHODS (checked by the run)
     merges: list[str] = Field(default_factory=list)
-    merge_density: float = Field(0.2, gt=0, le=1)  # share of entries TIES and DARE keep
+    merge_settings: dict[str, dict[str, int | float | str]] = Field(default_factory=dict)  # by method; run checks
     # a method's own α grid, replacing the registry's default for it
     merge_alphas: dict[str, Annotated[list[float], AfterValidator(_alpha_grid)]] = Field(default_factory=dict)
     merge_data: MergeDataConfig = MergeDataConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_settings(cls, tree: Any) -> Any:
+        # keys of configs before merge_settings (results.json embeds one): old key -> (its default, what it set)
+        density = [("merge_settings", method, "density") for method in ("ties", "dare", "dare_ties")]
+        return moved(tree, {("merge_density",): (0.2, density),
+                            ("merge_data", "off_diagonal"): (0.9, [("merge_settings", "regmean", "off_diagonal")])})
 
     @field_validator("alphas")
     @classmethod
@@ -214,8 +216,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key.strip(), load_yaml(raw)
     # the parser recurses once per nesting level; an integer of over 4,300 digits is a ValueError
     except (yaml.YAMLError, RecursionError, ValueError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise TaskarithError(f"override {quote(text)}: value is not valid YAML ({clip(first)})") from e
+        raise TaskarithError(f"override {quote(text)}: value is not valid YAML ({clip(first_line(e))})") from e
 
 
 def _dotted_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -271,7 +272,7 @@ def validate(tree: dict, source: str = "config", overrides: Sequence[tuple[str, 
         raise TaskarithError(_format_error(source, err, overrides)) from err
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read YAML with the safe loader, apply `key.path=value` overrides, validate."""
     tree: Any = {}
     source = "config"
@@ -285,8 +286,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
         except OSError as e:
             raise TaskarithError(f"{path}: cannot read the config file ({e.strerror})") from e
         except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError) as e:
-            first = (str(e).splitlines() or [type(e).__name__])[0]
-            raise TaskarithError(f"{path}: not valid YAML ({clip(first)})") from e
+            raise TaskarithError(f"{path}: not valid YAML ({clip(first_line(e))})") from e
         if not isinstance(tree, dict):
             raise TaskarithError(f"{path}: expected a mapping at the top level, got {type(tree).__name__}")
     applied = []

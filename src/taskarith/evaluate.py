@@ -9,6 +9,7 @@ model copies and no reloads.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch.func import jvp
 
-from .errors import TaskarithError, printable
+from .groundwork.errors import TaskarithError, printable
 from .models.base import Batch, Model
 from .vectors import TaskVector, applied_in_place, combine
 
@@ -93,9 +94,11 @@ def _sweep_affine(model, vectors, combos, evalsets, reduce) -> None:
     with torch.no_grad():
         for s, evalset in enumerate(evalsets):
             for b, batch in enumerate(evalset.batches):
+                represent = functools.partial(model.represent, batch)  # f(x; θ) of this batch, as a function of θ
                 f0, tangents = None, []
                 for direction in directions:
-                    f0, tangent = jvp(lambda p: model.represent(batch, p), (theta0,), (direction,))
+                    # torch types jvp's result as a pair or a triple (has_aux) alike
+                    f0, tangent = jvp(represent, (theta0,), (direction,))  # type: ignore[misc]
                     tangents.append(tangent)
                 if f0 is None:
                     f0 = model.represent(batch)
@@ -158,7 +161,8 @@ def tied_alphas(val_scores: Sequence[float]) -> int:
     return int(np.isclose(scores, scores.max(), rtol=0, atol=1e-12).sum())
 
 
-def choose_negation_alpha(alphas: Sequence[float], target: Sequence[float], control: Sequence[float],
+def choose_negation_alpha(alphas: Sequence[float], target: Sequence[float] | np.ndarray,
+                          control: Sequence[float] | np.ndarray,
                           pretrained_control: float, keep: float = 0.95) -> float:
     """The α that lowers target accuracy most while control stays >= keep × pre-trained control."""
     allowed = [i for i, c in enumerate(control) if c >= keep * pretrained_control]

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from .version import __version__
-from .errors import TaskarithError
+from .groundwork.errors import TaskarithError
 from .training.selection import select
 from .models.base import Model
-from .tensor_files import check_safetensors
+from .models.loading import expand_name
+from .groundwork.tensor_files import check_safetensors
 from .vectors import FLOAT_DTYPES, TaskVector
 
 
@@ -53,6 +54,7 @@ def stored_dtypes(source: str) -> set[str]:
     their headers; empty where that is unknown (a hub id, a pickle): the family loads every model in one
     dtype, so this is where a half-precision fine-tune of a float32 base shows."""
     found: set[str] = set()
+    source = expand_name(source)  # a model_id as the user wrote it: ~/models/base
     if not os.path.isdir(source):
         return found
     for path in sorted(Path(source).glob("*.safetensors")):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import TaskarithError
+from .groundwork.errors import unknown
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,6 @@ PARADIGMS: dict[str, Paradigm] = {p.name: p for p in (
 def resolve_paradigm(name: str, preset: str | None = None) -> Paradigm:
     """The registered paradigm, trained with `preset` instead of its own where one is given."""
     if name not in PARADIGMS:
-        raise TaskarithError(f"unknown paradigm {name!r}; known: {', '.join(PARADIGMS)}")
+        raise unknown("paradigm", name, PARADIGMS)
     paradigm = PARADIGMS[name]
     return paradigm if preset is None else dataclasses.replace(paradigm, preset=preset)

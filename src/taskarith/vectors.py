@@ -16,11 +16,11 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from .version import __version__
-from .arguments import as_list, as_number, as_path, as_str, require
-from .atomic import save_safetensors
-from .errors import TaskarithError, quote
-from .input_files import note_input, refuse_repeats
-from .safety import parse_json
+from .groundwork.arguments import as_list, as_number, as_path, as_str, require
+from .groundwork.atomic import save_safetensors
+from .groundwork.errors import TaskarithError, quote
+from .groundwork.input_files import note_input, refuse_repeats
+from .groundwork.safety import parse_json
 from .models.base import Model
 
 SCHEMA_VERSION = 1
@@ -74,7 +74,8 @@ class TaskVector:
         for n, t in self.tensors.items():
             if t.shape != other.tensors[n].shape:
                 raise TaskarithError(
-                    f"{n}: shape {tuple(t.shape)} in {self.label()} vs {tuple(other.tensors[n].shape)} in {other.label()}"
+                    f"{n}: shape {tuple(t.shape)} in {self.label()} vs {tuple(other.tensors[n].shape)} in "
+                    f"{other.label()}"
                 )
             if t.dtype != other.tensors[n].dtype:
                 raise TaskarithError(f"{n}: dtype {t.dtype} in {self.label()} vs {other.tensors[n].dtype} in "
@@ -101,7 +102,8 @@ class TaskVector:
         return self._combined(other, "-") if isinstance(other, TaskVector) else NotImplemented
 
     def __mul__(self, coef: float) -> "TaskVector":
-        if not isinstance(coef, numbers.Real) or isinstance(coef, bool):
+        # int and float named too: the type checker does not know them as numbers.Real
+        if isinstance(coef, bool) or not isinstance(coef, (int, float, numbers.Real)):
             return NotImplemented
         coef = as_number("TaskVector.__mul__", "coefficient", coef)
         tensors = {n: t * coef for n, t in self.tensors.items()}
@@ -168,8 +170,8 @@ class TaskVector:
         save_safetensors(path, self.tensors, {_META_KEY: json.dumps(meta, sort_keys=True)})
 
     @classmethod
-    def load(cls, path: str | Path) -> "TaskVector":
-        from .tensor_files import read_safetensors
+    def load(cls, path: str | os.PathLike[str]) -> "TaskVector":
+        from .groundwork.tensor_files import read_safetensors
 
         path = as_path("TaskVector.load", "path", path)
         tensors, header = read_safetensors(path)
@@ -195,7 +197,7 @@ def check_finite(tensors: Mapping[str, torch.Tensor], what: str, cause: str = ""
             raise TaskarithError(f"{what}: tensor {n!r} holds NaN or Inf{cause}")
 
 
-def load_vectors(sources: Sequence["TaskVector | str | os.PathLike"], where: str = "merge") -> list[TaskVector]:
+def load_vectors(sources: Sequence["TaskVector | str | os.PathLike[str]"], where: str = "merge") -> list[TaskVector]:
     """Task vectors given as vectors or files; one file named twice is refused before any is read."""
     refuse_repeats([s for s in sources if isinstance(s, (str, os.PathLike))], f"{where}: task vectors")
     return [s if isinstance(s, TaskVector) else TaskVector.load(s) for s in sources]

@@ -7,8 +7,10 @@ from typing import Mapping
 
 import numpy as np
 
+from ..results_record import Advantage, ParadigmEntry
 
-def nonlinear_advantage(paradigms: Mapping[str, dict]) -> dict:
+
+def nonlinear_advantage(paradigms: Mapping[str, ParadigmEntry]) -> dict[str, Advantage]:
     """{paradigm: {"per_task": {task: acc_nonlinear − acc_paradigm}, "mean": ...}} for every other paradigm.
 
     Accuracies are the per-task individual test accuracies averaged over seeds (the entries' summaries);
@@ -17,7 +19,7 @@ def nonlinear_advantage(paradigms: Mapping[str, dict]) -> dict:
     if "nonlinear" not in paradigms:
         return {}
     reference = paradigms["nonlinear"]["summary"]["per_task"]
-    out = {}
+    out: dict[str, Advantage] = {}
     for name, entry in paradigms.items():
         if name == "nonlinear":
             continue

@@ -13,12 +13,14 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import atomic, fetch
-from ..errors import TaskarithError
+from ..groundwork import atomic, fetch
+from ..groundwork.errors import TaskarithError, unknown
+from ..groundwork.safety import parse_json, read_regular
 from .text_cleanup import dedupe, join_title, split_sentences, strip_mojibake, tidy
 
 # Bump when a parser or the clean-up (text_cleanup) changes, so stale caches are re-parsed.
@@ -227,12 +229,42 @@ def cache_path(task: str) -> Path:
 
 def read_cache(task: str) -> Corpus | None:
     """The cached corpus, or None when it is missing, unreadable or from another format version."""
+    path = cache_path(task)
     try:
-        payload = json.loads(gzip.decompress(cache_path(task).read_bytes()))
+        payload = parse_json(gzip.decompress(read_regular(path)).decode("utf-8"), str(path))
         if payload["format"] != FORMAT or payload["classes"] != list(RAW_CLASSES[task]):
             return None
         return Corpus(payload["texts"], payload["labels"], payload["test_texts"], payload["test_labels"])
-    except (OSError, EOFError, ValueError, KeyError, TypeError):
+    except (TaskarithError, OSError, EOFError, zlib.error, ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class CorpusShape:
+    """A cached corpus without its texts, for listings: its labels, and the size of its shipped test part."""
+
+    labels: list[int]
+    test_count: int | None  # None: no shipped test part
+
+
+def shape_of(corpus: Corpus) -> CorpusShape:
+    return CorpusShape(corpus.labels, None if corpus.test_texts is None else len(corpus.test_texts))
+
+
+def _shape_path(task: str) -> Path:
+    return cache_path(task).with_name(f"{task}.shape.json")
+
+
+def read_shape(task: str) -> CorpusShape | None:
+    """The cached corpus's shape, read without decompressing its texts; None when missing or stale."""
+    path = _shape_path(task)
+    try:
+        payload = parse_json(read_regular(path).decode("utf-8"), str(path))
+        if payload["format"] != FORMAT or payload["classes"] != list(RAW_CLASSES[task]):
+            return None
+        return CorpusShape([int(label) for label in payload["labels"]],
+                           None if payload["test_count"] is None else int(payload["test_count"]))
+    except (TaskarithError, OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -241,12 +273,20 @@ def _write_cache(task: str, corpus: Corpus) -> None:
                "labels": corpus.labels, "test_texts": corpus.test_texts, "test_labels": corpus.test_labels}
     data = gzip.compress(json.dumps(payload, ensure_ascii=False).encode("utf-8"), compresslevel=6, mtime=0)
     atomic.write_bytes(cache_path(task), data)
+    write_shape(task, corpus)
+
+
+def write_shape(task: str, corpus: Corpus) -> None:
+    """Keep the corpus's shape beside its cache, for listings that need no texts."""
+    shape = {"format": FORMAT, "classes": list(RAW_CLASSES[task]), "labels": corpus.labels,
+             "test_count": shape_of(corpus).test_count}
+    atomic.write_bytes(_shape_path(task), json.dumps(shape).encode("utf-8"))
 
 
 def load_corpus(task: str) -> Corpus:
     """The cleaned corpus of a built-in task: from the cache, else parsed from its archive and cached."""
     if task not in LOADERS:
-        raise TaskarithError(f"unknown task {task!r}; known: {', '.join(LOADERS)}")
+        raise unknown("task", task, LOADERS)
     cached = read_cache(task)
     if cached is not None:
         return cached

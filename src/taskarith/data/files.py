@@ -8,11 +8,12 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import TaskarithError, clip, quote
-from ..safety import check_name, parse_json, read_text
+from ..groundwork.errors import TaskarithError, clip, quote
+from ..groundwork.safety import check_name, parse_json, read_text
 from .labels import check_label_spellings, label_string
 from .text_cleanup import dedupe, tidy
 from .registry import TaskData, make_task
+from .split_spec import SplitSpec
 
 CSV_SUFFIXES = (".csv",)
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -131,9 +132,8 @@ def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
 
 
 def load_file_task(path: str | os.PathLike, *, name: str | None = None, text_column: str = "text",
-                   label_column: str = "label", templates: Sequence[str] | None = None, seed: int = 0,
-                   test_fraction: float = 0.2, val_fraction: float = 0.1, val_cap: int | None = 1000,
-                   caps: dict[str, int] | None = None) -> TaskData:
+                   label_column: str = "label", templates: Sequence[str] | None = None,
+                   split: SplitSpec = SplitSpec()) -> TaskData:
     """A task from a labelled file: class names are the sorted distinct label strings, and the default
     prompt is the bare class name ("{}.")."""
     # the name becomes a folder of the run: a file's stem must be a plain name too
@@ -148,6 +148,4 @@ def load_file_task(path: str | os.PathLike, *, name: str | None = None, text_col
             f"{label_column!r}; expected at least 2 classes"
         )
     index = {c: i for i, c in enumerate(class_names)}
-    return make_task(name, class_names, templates, texts, [index[s] for s in label_strings],
-                     seed=seed, test_fraction=test_fraction, val_fraction=val_fraction, val_cap=val_cap,
-                     caps=caps)
+    return make_task(name, class_names, templates, texts, [index[s] for s in label_strings], split=split)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import TaskarithError, clip, quote
-from ..safety import read_text
+from ..groundwork.errors import TaskarithError, clip, quote, unknown
+from ..groundwork.safety import read_text
 from .registry import TaskData, make_task
+from .split_spec import SplitSpec
 
 TEMPLATES = ("{}",)  # the target text is the label word itself
 
@@ -178,15 +179,12 @@ def _examples(path: Path, rows: Rows, spec: GlueSpec) -> tuple[list[Prompt], lis
     return [make(spec.prompt.format(**f)) for f in fields], labels
 
 
-def load_glue_task(name: str, root: str | Path, *, seed: int = 0, test_fraction: float = 0.2,
-                   val_fraction: float = 0.1, val_cap: int | None = 1000,
-                   caps: dict[str, int] | None = None) -> TaskData:
+def load_glue_task(name: str, root: str | Path, split: SplitSpec = SplitSpec()) -> TaskData:
     """A GLUE task as text to text, split by the registry's protocol (dev as test)."""
     if name not in GLUE:
-        raise TaskarithError(f"unknown GLUE task {name!r}; known: {', '.join(GLUE)}")
+        raise unknown("GLUE task", name, GLUE)
     spec = GLUE[name]
     (train_path, read_train), (dev_path, read_dev) = _sources(Path(root), spec)
     train, train_labels = _examples(train_path, read_train(train_path, spec), spec)
     test, test_labels = _examples(dev_path, read_dev(dev_path, spec), spec)
-    return make_task(name, spec.class_names, TEMPLATES, train, train_labels, (test, test_labels), seed=seed,
-                     test_fraction=test_fraction, val_fraction=val_fraction, val_cap=val_cap, caps=caps)
+    return make_task(name, spec.class_names, TEMPLATES, train, train_labels, (test, test_labels), split)

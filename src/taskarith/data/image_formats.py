@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import TaskarithError, quote
-from ..safety import read_regular, read_text
+from ..groundwork.errors import TaskarithError, quote
+from ..groundwork.safety import read_regular, read_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DIGITS = tuple(str(d) for d in range(10))
@@ -96,9 +96,10 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
 
 def _mnist_idx(task_dir: Path) -> Found | None:
     for folder in (task_dir / "raw", task_dir / "MNIST" / "raw", task_dir):
-        files = [_idx_file(folder, f"{part}-{kind}-ubyte") for part in ("train", "t10k")
+        found = [_idx_file(folder, f"{part}-{kind}-ubyte") for part in ("train", "t10k")
                  for kind in ("images-idx3", "labels-idx1")]
-        if all(files):
+        files = [path for path in found if path is not None]
+        if len(files) == len(found):
             splits = []
             for images, labels in (files[:2], files[2:]):
                 x, y = read_idx(images), read_idx(labels)

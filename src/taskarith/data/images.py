@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fetch
-from ..errors import TaskarithError
+from ..groundwork import fetch
+from ..groundwork.errors import TaskarithError, unknown
 from .image_formats import DIGITS, FORMATS, Found, images_in, split_tree, unsplit_tree
 from .registry import TaskData, make_task
+from .split_spec import SplitSpec
 
-NUMBER_TEMPLATES = ('a photo of the number: "{}".',)
+NUMBER_TEMPLATES: tuple[str, ...] = ('a photo of the number: "{}".',)
 
 EUROSAT_NAMES = {
     "AnnualCrop": "annual crop land", "Forest": "forest", "HerbaceousVegetation": "brushland or shrubland",
@@ -185,9 +186,7 @@ def image_task_names() -> list[str]:
     return [*IMAGE_TASKS, *EMBEDDED]
 
 
-def load_image_task(name: str, root: str | Path | None = None, *, seed: int = 0, test_fraction: float = 0.2,
-                    val_fraction: float = 0.1, val_cap: int | None = 1000,
-                    caps: dict[str, int] | None = None) -> TaskData:
+def load_image_task(name: str, root: str | Path | None = None, split: SplitSpec = SplitSpec()) -> TaskData:
     """An image task split by the registry's protocol: the shipped test split where there is one."""
     if name in EMBEDDED:
         keys, train, test = _embedded(name)
@@ -200,6 +199,5 @@ def load_image_task(name: str, root: str | Path | None = None, *, seed: int = 0,
         keys, train, test = read_image_task(spec, _task_dir(Path(root), spec))
         templates, names = spec.templates, [spec.class_name(k) for k in keys]
     else:
-        raise TaskarithError(f"unknown image task {name!r}; known: {', '.join(image_task_names())}")
-    return make_task(name, names, templates, train[0], train[1], test, seed=seed, test_fraction=test_fraction,
-                     val_fraction=val_fraction, val_cap=val_cap, caps=caps)
+        raise unknown("image task", name, image_task_names())
+    return make_task(name, names, templates, train[0], train[1], test, split)

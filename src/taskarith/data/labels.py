@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import TaskarithError, quote
+from ..groundwork.errors import TaskarithError, quote
 
 # spellings of a missing value that exporters write where a label was absent
 _MISSING = {"null"}

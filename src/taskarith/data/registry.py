@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fetch
-from ..errors import TaskarithError
-from ..safety import check_name
+from ..groundwork import fetch
+from ..groundwork.errors import TaskarithError, unknown
+from ..groundwork.safety import check_name
 from . import corpora
+from .split_spec import SPLITS, SplitSpec
 from .splits import held_count, stratified_cap, stratified_sample, stratified_split
 
 SPLIT_SEED = 1234  # fixed: test and validation never depend on the training seed
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -113,36 +113,8 @@ TASKS: dict[str, TaskSpec] = {
 
 def _check_name(name: str) -> TaskSpec:
     if name not in TASKS:
-        raise TaskarithError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+        raise unknown("task", name, TASKS)
     return TASKS[name]
-
-
-def _check_fraction(what: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise TaskarithError(f"{what} = {value!r}: expected a number strictly between 0 and 1")
-
-
-def _check_count(what: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise TaskarithError(f"{what} = {value!r}: expected a whole number >= 1")
-
-
-def _check_args(seed: int, test_fraction: float, val_fraction: float, val_cap: int | None,
-                caps: dict[str, int] | None) -> dict[str, int | None]:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TaskarithError(f"seed = {seed!r}: expected a whole number >= 0")
-    _check_fraction("test_fraction", test_fraction)
-    _check_fraction("val_fraction", val_fraction)
-    if val_cap is not None:
-        _check_count("val_cap", val_cap)
-    caps = dict(caps or {})
-    unknown = sorted(set(caps) - set(SPLITS))
-    if unknown:
-        raise TaskarithError(f"caps key {unknown[0]!r}: expected one of {', '.join(SPLITS)}")
-    for part, cap in caps.items():
-        if cap is not None:
-            _check_count(f"caps[{part!r}]", cap)
-    return {part: caps.get(part) for part in SPLITS}
 
 
 def _take(inputs: Sequence[str], labels: Sequence[int], idx: np.ndarray) -> Split:
@@ -156,53 +128,48 @@ def split_off_test(labels: Sequence[int], test_fraction: float) -> tuple[np.ndar
 
 def make_task(name: str, class_names: Sequence[str], templates: Sequence[str],
               inputs: Sequence[str], labels: Sequence[int],
-              test: tuple[Sequence[str], Sequence[int]] | None = None, *, seed: int = 0,
-              test_fraction: float = 0.2, val_fraction: float = 0.1, val_cap: int | None = 1000,
-              caps: dict[str, int] | None = None) -> TaskData:
+              test: tuple[Sequence[str], Sequence[int]] | None = None, split: SplitSpec = SplitSpec()) -> TaskData:
     """Split a labelled corpus by the protocol in this module's docstring; `test` is a shipped test part."""
     check_name(name, "task name")  # it names the task's folders in a run
-    caps = _check_args(seed, test_fraction, val_fraction, val_cap, caps)
     if test is None:
-        pool_idx, test_idx = split_off_test(labels, test_fraction)
+        pool_idx, test_idx = split_off_test(labels, split.test_fraction)
         pool = _take(inputs, labels, pool_idx)
         test_split = _take(inputs, labels, test_idx)
     else:
         pool = Split(list(inputs), [int(lab) for lab in labels])
         test_split = Split(list(test[0]), [int(lab) for lab in test[1]])
-    n_val = held_count(len(pool), val_fraction)
-    if val_cap is not None:
-        n_val = min(n_val, val_cap)
+    n_val = held_count(len(pool), split.val_fraction)
+    if split.val_cap is not None:
+        n_val = min(n_val, split.val_cap)
     val_idx = stratified_sample(pool.labels, n_val, SPLIT_SEED, leave_one=True)
     train_idx = np.setdiff1d(np.arange(len(pool)), val_idx, assume_unique=True)
     parts = {"train": _take(pool.inputs, pool.labels, train_idx),
              "val": _take(pool.inputs, pool.labels, val_idx),
              "test": test_split}
-    available = {part: len(split) for part, split in parts.items()}
+    available = {part: len(taken) for part, taken in parts.items()}
+    caps = split.caps or {}  # a mapping once SplitSpec is made; its field's type is what the constructor takes
     for part, cap in caps.items():
         if cap is not None:
-            split = parts[part]
             # Only the training subset varies with the seed; val and test stay fixed across seeds.
-            keep = stratified_cap(split.labels, cap, seed if part == "train" else SPLIT_SEED)
-            parts[part] = _take(split.inputs, split.labels, keep)
-    for part, split in parts.items():
-        if len(split) == 0:
+            keep = stratified_cap(parts[part].labels, cap, split.seed if part == "train" else SPLIT_SEED)
+            parts[part] = _take(parts[part].inputs, parts[part].labels, keep)
+    for part, taken in parts.items():
+        if len(taken) == 0:
             raise TaskarithError(
                 f"task {name}: the {part} split is empty ({len(inputs)} examples in all); "
                 f"expected more examples or larger fractions/caps"
             )
     return TaskData(name, tuple(class_names), tuple(templates), parts["train"], parts["val"], parts["test"],
-                    available, caps)
+                    available, dict(caps))
 
 
-def load_task(name: str, *, seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.1,
-              val_cap: int | None = 1000, caps: dict[str, int] | None = None) -> TaskData:
+def load_task(name: str, split: SplitSpec = SplitSpec()) -> TaskData:
     """A built-in task, split by the protocol; the corpus is fetched and parsed on first use."""
     spec = _check_name(name)
-    _check_args(seed, test_fraction, val_fraction, val_cap, caps)  # fail before any download
     corpus = corpora.load_corpus(name)
-    test = None if corpus.test_texts is None else (corpus.test_texts, corpus.test_labels)
-    return make_task(name, spec.class_names, spec.templates, corpus.texts, corpus.labels, test, seed=seed,
-                     test_fraction=test_fraction, val_fraction=val_fraction, val_cap=val_cap, caps=caps)
+    texts, labels = corpus.test_texts, corpus.test_labels
+    test = None if texts is None or labels is None else (texts, labels)
+    return make_task(name, spec.class_names, spec.templates, corpus.texts, corpus.labels, test, split)
 
 
 def _archive_present(key: str) -> bool:
@@ -210,16 +177,21 @@ def _archive_present(key: str) -> bool:
 
 
 def _available_sizes(name: str, test_fraction: float = 0.2) -> tuple[int | None, int | None]:
-    """(examples after clean-up, default test size) from the parsed cache or an already fetched archive;
-    (None, None) rather than a download."""
-    corpus = corpora.read_cache(name)
-    if corpus is None:
-        if not _archive_present(TASKS[name].archive):
+    """(examples after clean-up, default test size) from the parsed cache's shape or an already fetched
+    archive; (None, None) rather than a download."""
+    shape = corpora.read_shape(name)
+    if shape is None:  # none yet (parsing writes it), or a cache written before shapes were: kept from now on
+        corpus = corpora.read_cache(name)
+        if corpus is None and not _archive_present(TASKS[name].archive):
             return None, None
-        corpus = corpora.load_corpus(name)
-    if corpus.test_texts is not None:
-        return len(corpus.texts) + len(corpus.test_texts), len(corpus.test_texts)
-    return len(corpus.texts), len(split_off_test(corpus.labels, test_fraction)[1])
+        if corpus is None:
+            corpus = corpora.load_corpus(name)
+        else:
+            corpora.write_shape(name, corpus)
+        shape = corpora.shape_of(corpus)
+    if shape.test_count is not None:
+        return len(shape.labels) + shape.test_count, shape.test_count
+    return len(shape.labels), len(split_off_test(shape.labels, test_fraction)[1])
 
 
 def describe_tasks() -> list[dict]:

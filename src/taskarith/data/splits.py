@@ -7,23 +7,23 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def allocate(counts: Sequence[int], n: int, upper: Sequence[int] | None = None) -> np.ndarray:
+def allocate(counts: Sequence[int] | np.ndarray, n: int, upper: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     """Per-class sizes summing to min(n, sum(upper)), proportional to `counts` by largest remainder,
     never above `upper` (default: `counts`), and at least one for every class that can give one when n allows."""
-    counts = np.asarray(counts, dtype=np.int64)
-    upper = counts if upper is None else np.minimum(np.asarray(upper, dtype=np.int64), counts)
-    n = int(min(n, upper.sum()))
+    sizes = np.asarray(counts, dtype=np.int64)
+    most = sizes if upper is None else np.minimum(np.asarray(upper, dtype=np.int64), sizes)
+    n = int(min(n, most.sum()))
     if n <= 0:
-        return np.zeros_like(counts)
-    quota = counts * (n / counts.sum())
-    take = np.minimum(np.floor(quota).astype(np.int64), upper)
-    can = upper > 0
+        return np.zeros_like(sizes)
+    quota = sizes * (n / sizes.sum())
+    take = np.minimum(np.floor(quota).astype(np.int64), most)
+    can = most > 0
     if n >= can.sum():
         take[can] = np.maximum(take[can], 1)
     # One at a time, to the class furthest below its quota or from the one furthest above it; ties go to
     # the lowest class index, which keeps the result deterministic.
     while take.sum() < n:
-        take[np.argmax(np.where(take < upper, quota - take, -np.inf))] += 1
+        take[np.argmax(np.where(take < most, quota - take, -np.inf))] += 1
     while take.sum() > n:
         take[np.argmax(np.where(take > 1, take - quota, -np.inf))] -= 1
     return take
@@ -32,10 +32,10 @@ def allocate(counts: Sequence[int], n: int, upper: Sequence[int] | None = None) 
 def stratified_sample(labels: Sequence[int], n: int, seed: int, *, leave_one: bool = False) -> np.ndarray:
     """Sorted indices of n examples drawn per class in proportion to the class sizes.
     With `leave_one`, every class with two or more examples keeps at least one example out of the sample."""
-    labels = np.asarray(labels)
-    if labels.size == 0 or n <= 0:
+    classes = np.asarray(labels)
+    if classes.size == 0 or n <= 0:
         return np.zeros(0, dtype=np.int64)
-    _, inverse = np.unique(labels, return_inverse=True)
+    _, inverse = np.unique(classes, return_inverse=True)
     counts = np.bincount(inverse)
     upper = np.where(counts > 1, counts - 1, 0) if leave_one else counts
     take = allocate(counts, n, upper)

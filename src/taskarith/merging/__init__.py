@@ -1,12 +1,9 @@
-"""Merge rules that task arithmetic is compared against: pure functions over task vectors, and their registry."""
+"""Merge rules that task arithmetic is compared against: pure functions over task vectors (rules.py,
+spectral.py and the methods that read data), their registry, and `merge_vectors` (merge.py), which runs them.
 
-from .data import MergeData
-from .methods import (BASELINE, MERGE_METHODS, NEEDS, MergeMethod, check_merge, data_free, merge_method,
-                      merge_vectors, tensors_sha256)
-from .rules import (SIGN_METHODS, dare, dare_ties, magnitude_prune, random_prune, sign_elect, task_arithmetic, ties,
-                    weight_averaging)
-from .spectral import iso_c, iso_cts, tsv_m
+Only the registry is gathered here: it imports no torch, so listing the methods and checking their settings
+stay quick. Import what runs a merge from its module (`from taskarith.merging.merge import merge_vectors`)."""
 
-__all__ = ["MergeData", "BASELINE", "MERGE_METHODS", "NEEDS", "MergeMethod", "check_merge", "data_free", "merge_method",
-           "merge_vectors", "tensors_sha256", "SIGN_METHODS", "weight_averaging", "task_arithmetic", "ties", "dare",
-           "dare_ties", "magnitude_prune", "random_prune", "sign_elect", "tsv_m", "iso_c", "iso_cts"]
+from .methods import BASELINE, MERGE_METHODS, NEEDS, MergeMethod, check_settings, data_free, merge_method
+
+__all__ = ["BASELINE", "MERGE_METHODS", "NEEDS", "MergeMethod", "check_settings", "data_free", "merge_method"]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, Sized
 
 import torch
 
 from ..config import MergeDataConfig
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
 from ..models.base import Batch, Model
 from ..vectors import TaskVector
 
@@ -33,7 +33,7 @@ class MergeData:
 
     def check(self, count: int, needs: str, method: str) -> None:
         """There is one head and one split of what `needs` names for each of `count` task vectors."""
-        parts = {"heads": self.heads}
+        parts: dict[str, Sequence[Sized]] = {"heads": self.heads}
         if needs == "train":
             parts.update(train_inputs=self.train_inputs, train_labels=self.train_labels)
         if needs == "test-inputs":

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from ..models.base import Model
 from ..vectors import TaskVector
 from .data import MergeData, batches, example_subset, weights_at
+from .kinds import Share
 
 
-def regmean(stack: torch.Tensor, *, statistic: torch.Tensor | None = None, off_diagonal: float = 0.9,
+def regmean(stack: torch.Tensor, *, statistic: torch.Tensor | None = None, off_diagonal: Share = 0.9,
             **_) -> torch.Tensor:
     """τ*ᵀ = (Σ_t G̃_t)⁻¹ Σ_t G̃_t τ_tᵀ over stacked weights [T, out, in] and Grams [T, in, in]; the mean of
     the stack where a tensor has no Gram matrices (it is not a linear layer's weight)."""

@@ -20,13 +20,14 @@ would double the merge's peak memory. The election and the mean run in blocks of
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, get_args
 
 import torch
 
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
+from .kinds import Density, SignMethod
 
-SIGN_METHODS = ("total", "frequency")  # TIES's sign election: by the summed values, or by the summed signs
+SIGN_METHODS = get_args(SignMethod)
 BLOCK = 1 << 18  # entries per vector in one block of the election: its temporaries stay small
 CHUNK = 1 << 20  # entries of one vector that pruning works on at once (a multiple of the generator's 16)
 
@@ -163,17 +164,17 @@ def task_arithmetic(stack: torch.Tensor, *, weights: Sequence[float] | None = No
     return weighted_sum(stack, weights, overwrite)
 
 
-def ties(stack: torch.Tensor, *, density: float, weights: Sequence[float] | None = None,
-         majority_sign_method: str = "total", overwrite: bool = False, **_) -> torch.Tensor:
+def ties(stack: torch.Tensor, *, density: Density = 0.2, weights: Sequence[float] | None = None,
+         majority_sign_method: SignMethod = "total", overwrite: bool = False, **_) -> torch.Tensor:
     return elect_and_mean(magnitude_prune(stack, density, overwrite=overwrite), weights, majority_sign_method)
 
 
-def dare(stack: torch.Tensor, *, density: float, generator: torch.Generator,
+def dare(stack: torch.Tensor, *, density: Density = 0.2, generator: torch.Generator,
          weights: Sequence[float] | None = None, overwrite: bool = False, **_) -> torch.Tensor:
     return weighted_sum(random_prune(stack, density, generator, overwrite=overwrite), weights, overwrite=True)
 
 
-def dare_ties(stack: torch.Tensor, *, density: float, generator: torch.Generator,
-              weights: Sequence[float] | None = None, majority_sign_method: str = "total", overwrite: bool = False,
-              **_) -> torch.Tensor:
+def dare_ties(stack: torch.Tensor, *, density: Density = 0.2, generator: torch.Generator,
+              weights: Sequence[float] | None = None, majority_sign_method: SignMethod = "total",
+              overwrite: bool = False, **_) -> torch.Tensor:
     return elect_and_mean(random_prune(stack, density, generator, overwrite=overwrite), weights, majority_sign_method)

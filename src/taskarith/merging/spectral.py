@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
+from .kinds import Share
 
 COMMON_SHARE = 0.8  # Iso-CTS's `common_space_fraction` in the authors' config and README
 RANDOMIZED_SHARE = 0.0  # TSV-M's top-k randomized where k + OVERSAMPLE ≤ this share of the rank; 0.25 pays
@@ -144,7 +145,7 @@ def cts_split(rank: int, tasks: int, common_share: float) -> tuple[int, int]:
     return rank - per_task * tasks, per_task
 
 
-def iso_cts(stack: torch.Tensor, *, common_share: float = COMMON_SHARE, **_) -> torch.Tensor:
+def iso_cts(stack: torch.Tensor, *, common_share: Share = COMMON_SHARE, **_) -> torch.Tensor:
     """Iso-CTS: with M = Σ_t τ_t = U S Vᵀ, keep its top c triplets (U_c, S_c, V_c); give each task the top n
     triplets of (I − U_c U_cᵀ) τ_t; stack all r = c + T·n of them, orthonormalise U and V by polar
     decomposition, and merge to mean(S_all) · polar(U_all) polar(V_all)ᵀ. Exact SVDs only: the flat spectrum

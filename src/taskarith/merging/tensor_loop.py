@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from ..errors import TaskarithError, one_line, quote
+from ..groundwork.errors import TaskarithError, one_line, quote
 
 ALIGN = 64  # bytes: each stack starts on a cache line
 
@@ -54,9 +54,9 @@ class Arena:
         nbytes = math.ceil(nbytes / ALIGN) * ALIGN
         with self.turn:
             self.turn.wait_for(lambda: stop() or self._place(nbytes) is not None)
-            if stop():
+            start = None if stop() else self._place(nbytes)  # under the lock, a region the wait found
+            if start is None:
                 return None
-            start = self._place(nbytes)
             self._held.append((start, start + nbytes))
             self._head = start + nbytes
             return start

@@ -21,7 +21,7 @@ def resolve_device(device: str):
     """`auto` is cuda where available, else cpu; anything else must name a device torch can use."""
     import torch
 
-    from ..errors import TaskarithError
+    from ..groundwork.errors import TaskarithError
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -36,10 +36,10 @@ def resolve_device(device: str):
 
 def load_family(family: str, model: str, *, device: str = "auto", **kwargs) -> Model:
     """Load a family's model by name and move it to `device`."""
-    from ..errors import TaskarithError
+    from ..groundwork.errors import unknown
 
     if family not in FAMILIES:
-        raise TaskarithError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+        raise unknown("model family", family, FAMILIES)
     target = resolve_device(device)  # a bad device fails before a long load
     loaded = FAMILIES[family](model, **kwargs)
     loaded.net.to(target)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..tensor_files import named_digest
+from ..groundwork.tensor_files import named_digest
 
 Batch = dict[str, torch.Tensor]
 

@@ -16,10 +16,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
 from .base import Batch, Model
 from .images import to_rgb
-from .loading import expand_name, load_pretrained
+from .loading import load_pretrained, model_source
 from .openclip_convert import CHECKPOINT_SUFFIXES, load_openclip
 
 _PROMPT_BATCH = 256
@@ -59,7 +59,7 @@ class ClipVision(Model):
 
     def __init__(self, model: str, *, max_length: int = 77, trust_pickle: bool = False,
                  tokenizer: str | None = None, dtype: torch.dtype = torch.float32):
-        path = expand_name(model)
+        path = model_source(model)
         self.model_id = model
         if Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
             self._from_openclip(Path(path), trust_pickle, tokenizer, dtype)
@@ -101,7 +101,7 @@ class ClipVision(Model):
         self.processor = image_processor_class()(size={"shortest_edge": size},
                                                  crop_size={"height": size, "width": size})
         del clip
-        source = expand_name(tokenizer) if tokenizer else str(path.parent)
+        source = model_source(tokenizer) if tokenizer else str(path.parent)
 
         def text():
             tok = load_pretrained(AutoTokenizer, source, "CLIP tokenizer (set model.tokenizer to an HF CLIP "

@@ -8,14 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from ..atomic import save_safetensors
-from ..errors import TaskarithError
-from ..fetch import cache_dir
-from ..tensor_files import read_safetensors
+from ..groundwork.atomic import save_safetensors
+from ..groundwork.errors import TaskarithError
+from ..groundwork.fetch import cache_dir
+from ..groundwork.safety import parse_json
+from ..groundwork.tensor_files import read_safetensors
 from .base import Model
 
 _memory: dict[str, torch.Tensor] = {}
@@ -29,7 +30,7 @@ def head_key(model_hash: str, class_names: Sequence[str], templates: Sequence[st
 def _expected_kind(model: Model) -> tuple[torch.dtype, int | None]:
     """The dtype and row width of a fresh head: an encoder-decoder's head holds its targets' token ids (rows as
     wide as the longest target); every other family's holds float32 embeddings as wide as its representation."""
-    config = model.net.config
+    config: Any = model.net.config  # a transformers config, which nn.Module's attribute types cannot know
     if getattr(config, "is_encoder_decoder", False):
         return torch.int64, None
     # a CLIP tower's representation is its projection, wider or narrower than its hidden layers
@@ -45,10 +46,10 @@ def _fits(head: object, model: Model, class_names: Sequence[str]) -> bool:
             and bool(torch.isfinite(head).all()))
 
 
-def _saved_classes(meta: dict[str, str]) -> object:
+def _saved_classes(meta: dict[str, str], path: Path) -> object:
     try:
-        return json.loads(meta.get("classes", "null"))
-    except (ValueError, RecursionError):
+        return parse_json(meta.get("classes", "null"), str(path))
+    except TaskarithError:  # a damaged cache entry is computed again
         return None
 
 
@@ -61,7 +62,8 @@ def _cached(path: Path, model: Model, class_names: Sequence[str]) -> torch.Tenso
     except TaskarithError:
         return None  # a damaged file is recomputed and replaced
     head = tensors.get("head")
-    if set(tensors) != {"head"} or _saved_classes(meta) != list(class_names) or not _fits(head, model, class_names):
+    if (set(tensors) != {"head"} or _saved_classes(meta, path) != list(class_names)
+            or not _fits(head, model, class_names)):
         return None
     return head
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
 
 
 def _pil():

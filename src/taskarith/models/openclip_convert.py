@@ -8,17 +8,16 @@ Pickled checkpoints can run code when loaded, so they are read only when the use
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from ..errors import TaskarithError, clip
-from ..input_files import note_input
-from ..safety import read_regular
-from ..tensor_files import read_safetensors
+from ..groundwork.errors import TaskarithError, first_line
+from ..groundwork.input_files import note_input
+from ..groundwork.safety import parse_json, read_text
+from ..groundwork.tensor_files import read_safetensors
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 CHECKPOINT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
@@ -157,12 +156,13 @@ def read_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str
         raise TaskarithError(f"{path}: no such file")
     if not trust_pickle:
         raise TaskarithError(f"{path}: is a pickle, which can run code when loaded; --trust-pickle "
-                             f"(model.trust_pickle: true) allows it for a file you trust, or convert it to .safetensors")
+                             f"(model.trust_pickle: true) allows it for a file you trust, or convert it to "
+                             f".safetensors")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling raises many types; weights_only refuses arbitrary objects
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise TaskarithError(f"{path}: cannot be read as weights only ({first}); save its state_dict() instead") from e
+        raise TaskarithError(f"{path}: cannot be read as weights only ({first_line(e)}); save its state_dict() "
+                             "instead") from e
     return _state_dict_of(path, obj)
 
 
@@ -171,12 +171,7 @@ def read_side_config(path: Path) -> dict:
     side = path.parent / SIDE_CONFIG
     if not side.is_file():
         return {}
-    try:
-        data = json.loads(read_regular(side).decode("utf-8"))
-    except OSError as e:
-        raise TaskarithError(f"{side}: cannot read ({e.strerror})") from e
-    except (ValueError, RecursionError) as e:  # JSON and UTF-8 errors, 4,300-digit integers, deep nesting
-        raise TaskarithError(f"{side}: not valid JSON ({clip(str(e))})") from e
+    data = parse_json(read_text(side), str(side))
     if not isinstance(data, dict):
         raise TaskarithError(f"{side}: expected a JSON object")
     return data
@@ -202,4 +197,4 @@ def load_openclip(path: str | Path, *, trust_pickle: bool = False, dtype: torch.
         key = (missing or unexpected)[0]
         raise TaskarithError(f"{path}: {'lacks' if missing else 'has an unexpected'} weight {key!r} "
                              f"for the CLIP its shapes describe")
-    return model.to(dtype).eval()
+    return model.to(dtype).eval()  # type: ignore[arg-type]  # transformers' wraps() on .to hides the bound self

@@ -9,15 +9,18 @@ only the head, depends on them.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
 from .base import Batch, Model
-from .loading import expand_name, load_pretrained
+from .loading import load_pretrained, model_source
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class _ChoiceScorer(nn.Module):
@@ -25,7 +28,9 @@ class _ChoiceScorer(nn.Module):
     (input, candidate). It registers `net`'s own children under their own names, so a functional call with
     `net`'s parameter names reaches every weight it uses, tied ones included."""
 
-    def __init__(self, net: nn.Module):
+    encoder: nn.Module  # one of `net`'s children, registered below
+
+    def __init__(self, net: PreTrainedModel):
         super().__init__()
         for name, child in net.named_children():
             self.add_module(name, child)
@@ -51,7 +56,7 @@ class T5TextToText(Model):
                  trust_pickle: bool = False):
         from transformers import AutoTokenizer, T5ForConditionalGeneration
 
-        path = expand_name(model)
+        path = model_source(model)
         tokenizer = load_pretrained(AutoTokenizer, path, "tokenizer")
         # eager attention: torch.func.jvp does not run through SDPA on CPU; pickled weights only when trusted
         net = load_pretrained(T5ForConditionalGeneration, path, "text-to-text model", attn_implementation="eager",
@@ -59,13 +64,14 @@ class T5TextToText(Model):
         self._setup(net, tokenizer, model, max_length)
 
     @classmethod
-    def from_modules(cls, net: nn.Module, tokenizer: Any, *, model_id: str, max_length: int = 128) -> "T5TextToText":
+    def from_modules(cls, net: PreTrainedModel, tokenizer: Any, *, model_id: str,
+                     max_length: int = 128) -> "T5TextToText":
         """Wrap an already built T5ForConditionalGeneration (tests build tiny random ones from configs)."""
         self = cls.__new__(cls)
         self._setup(net, tokenizer, model_id, max_length)
         return self
 
-    def _setup(self, net: nn.Module, tokenizer: Any, model_id: str, max_length: int) -> None:
+    def _setup(self, net: PreTrainedModel, tokenizer: Any, model_id: str, max_length: int) -> None:
         if not getattr(net.config, "is_encoder_decoder", False):
             raise TaskarithError(f"{model_id}: {type(net).__name__} is not an encoder-decoder model")
         self.net, self.tokenizer, self.model_id, self.max_length = net.eval(), tokenizer, model_id, max_length
@@ -82,10 +88,11 @@ class T5TextToText(Model):
 
     def collate(self, inputs: Sequence[str]) -> Batch:
         choices = {getattr(x, "choices", None) for x in inputs}
-        if len(choices) != 1 or None in choices:
+        shared = next(iter(choices)) if len(choices) == 1 else None
+        if shared is None:
             raise TaskarithError(f"{self.model_id}: a batch's inputs must all carry the same candidate targets "
                                  f"(.choices), as glue: task prompts do; got {len(choices)} different sets")
-        choice_ids, choice_mask = self.targets(choices.pop())
+        choice_ids, choice_mask = self.targets(shared)
         enc = self.tokenizer([str(x) for x in inputs], padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],

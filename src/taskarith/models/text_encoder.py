@@ -5,28 +5,25 @@ The embedded default is all-MiniLM-L6-v2; every embedded model is listed in mode
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import torch
 
-from .. import fetch
-from ..errors import TaskarithError
+from ..groundwork import fetch
+from ..groundwork.errors import TaskarithError
 from .base import Batch, Model
 from .embedded import embedded_model
-from .loading import load_pretrained
+from .loading import load_pretrained, model_source
 
 EMBEDDED_MODEL = "all-MiniLM-L6-v2"
 
 
 def resolve_model_path(model: str) -> str:
-    """An embedded name maps to its extracted archive; anything else is a local folder or a cached hub id."""
+    """An embedded name maps to its extracted archive; anything else is what every family loads from."""
     embedded = embedded_model(model)
     if embedded is not None:
         return str(fetch.extract_folder(embedded.archive, embedded.folder, embedded.ignore))
-    if model.startswith(("/", "./", "../", "~")) and not os.path.isdir(model):
-        raise TaskarithError(f"{model}: no such model folder")
-    return model
+    return model_source(model)
 
 
 def _check_length(net: torch.nn.Module, max_length: int, model: str) -> None:
@@ -34,6 +31,12 @@ def _check_length(net: torch.nn.Module, max_length: int, model: str) -> None:
     positions = getattr(net.config, "max_position_embeddings", None)
     if isinstance(positions, int) and max_length > positions:
         raise TaskarithError(f"model.max_length = {max_length}: {model} has {positions} positions; use at most that")
+
+
+def _drop_pooler(net: torch.nn.Module) -> None:
+    """Mean pooling never reads the pooler; left in, it would count as trainable and decay to zero."""
+    if getattr(net, "pooler", None) is not None:
+        net.pooler = None  # type: ignore[assignment]  # torch types a child as a Module, though None drops it
 
 
 class TextEncoder(Model):
@@ -52,24 +55,22 @@ class TextEncoder(Model):
         # eager attention: torch.func.jvp does not run through SDPA on CPU. Pickled weights
         # (pytorch_model.bin) can run code when read: only with trust_pickle, and then transformers reads
         # them with weights_only
-        self.net = load_pretrained(AutoModel, path, "encoder", attn_implementation="eager", dtype=dtype,
-                                    use_safetensors=None if trust_pickle else True)
-        if not hasattr(self.net.config, "hidden_size") or self.net.config.is_encoder_decoder:
-            raise TaskarithError(f"{model}: {type(self.net).__name__} is not a supported text encoder")
-        _check_length(self.net, max_length, model)
-        # mean pooling never reads the pooler; left in, it would count as trainable and decay to zero
-        if getattr(self.net, "pooler", None) is not None:
-            self.net.pooler = None
-        self.net.eval()
+        net = load_pretrained(AutoModel, path, "encoder", attn_implementation="eager", dtype=dtype,
+                              use_safetensors=None if trust_pickle else True)
+        if not hasattr(net.config, "hidden_size") or net.config.is_encoder_decoder:
+            raise TaskarithError(f"{model}: {type(net).__name__} is not a supported text encoder")
+        _check_length(net, max_length, model)
+        _drop_pooler(net)
+        self.net = net.eval()
 
     @classmethod
-    def from_module(cls, net: torch.nn.Module, tokenizer: Any, *, model_id: str, max_length: int = 128) -> "TextEncoder":
+    def from_module(cls, net: torch.nn.Module, tokenizer: Any, *, model_id: str,
+                    max_length: int = 128) -> "TextEncoder":
         """Wrap an already built module (tests build tiny random ones from configs)."""
         _check_length(net, max_length, model_id)
         self = cls.__new__(cls)
         self.model_id, self.max_length, self.tokenizer, self.net = model_id, max_length, tokenizer, net
-        if getattr(net, "pooler", None) is not None:
-            net.pooler = None
+        _drop_pooler(net)
         net.eval()
         return self
 

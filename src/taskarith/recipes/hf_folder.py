@@ -20,10 +20,10 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..atomic import fsync_dir, stale_entries
-from ..errors import TaskarithError, quote
-from ..safety import read_regular
-from ..tensor_files import DTYPES
+from ..groundwork.atomic import fsync_dir, stale_entries
+from ..groundwork.errors import TaskarithError, quote
+from ..groundwork.safety import read_regular
+from ..groundwork.tensor_files import DTYPES
 from .sources import WEIGHT_SUFFIXES
 
 SKIPPED = {"model.safetensors.index.json", "pytorch_model.bin.index.json", "README.md", "recipe.yaml"}
@@ -149,9 +149,9 @@ class ModelFolderWriter:
             raise TaskarithError(f"tensor {quote(name)} of the merged model is {tensor.dtype} of shape "
                                  f"{tuple(tensor.shape)}; {slot.dtype} of shape {slot.shape} was planned")
         # the tensor's own bytes, seen as uint8 (a 0-d tensor is reshaped first: view cannot change its width)
-        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data
         try:
-            self._write(self._fds[slot.shard], memoryview(data), slot.offset)
+            self._write(self._fds[slot.shard], data, slot.offset)
         except OSError as e:
             raise TaskarithError(f"{self.out}: cannot write {self.files[slot.shard]} ({e.strerror})") from e
         self._added.add(name)

@@ -11,7 +11,7 @@ import re
 import stat
 from pathlib import Path
 
-from ..errors import TaskarithError, printable, quote
+from ..groundwork.errors import TaskarithError, printable, quote
 
 _ASCII_ID = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?")
 _COMMIT = re.compile(r"[0-9a-f]{40}")

@@ -1,4 +1,4 @@
-"""`taskarith merge RECIPE.yaml --out DIR`: θ0 + α · merged(τ_1 … τ_T) written as a normal HF folder.
+"""`taskarith export RECIPE.yaml --out DIR`: θ0 + α · merged(τ_1 … τ_T) written as a normal HF folder.
 
 The merge streams through the one per-tensor loop that `merge_vectors` runs (merging/tensor_loop.py): for
 each covered tensor, in name order, it reads that tensor from the base and from every input (a task vector
@@ -21,11 +21,11 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from ..errors import TaskarithError, quote
-from ..input_files import refuse_repeats
-from ..merging.methods import check_merge, rule_settings
+from ..groundwork.errors import TaskarithError, quote
+from ..groundwork.input_files import refuse_repeats
+from ..merging.merge import check_merge, loaded
 from ..merging.tensor_loop import merged_tensors, work_dtype
-from ..tensor_files import DTYPES, named_digest
+from ..groundwork.tensor_files import DTYPES, named_digest
 from ..training.selection import match_names, patterns_for
 from ..vectors import vector_meta
 from ..version import __version__
@@ -44,7 +44,7 @@ class _Input:
         if spec.vector is not None:
             self.path = resolve(folder, spec.vector, "vector")
             self.files, self.label = [self.path], str(self.path)
-        else:
+        elif spec.checkpoint is not None:  # always, when there is no vector: RecipeInput holds exactly one
             source = model_source(folder, spec.checkpoint, "checkpoint")
             self.files, self.label = model_files(source), source.label
             self.path = self.files[0]  # who it is, for refusing an input given twice
@@ -61,7 +61,7 @@ class _Input:
         raw = self.tensors.read_into(name, out if stored == out.dtype else torch.empty(out.shape, dtype=stored))
         if self.digest is not None:
             self.digest.update(f"{name}|{raw.dtype}|{tuple(raw.shape)}|".encode())
-            self.digest.update(raw.reshape(-1).view(torch.uint8).numpy())
+            self.digest.update(raw.reshape(-1).view(torch.uint8).numpy().data)
         if raw is not out:
             out.copy_(raw)
 
@@ -99,10 +99,10 @@ def merge_recipe(recipe: Recipe, folder: Path, out: Path, *, recipe_text: str, p
     """Merge as the recipe says and write the HF folder `out`; returns it. `dtype` (else the recipe's, else
     the base's) is the output's; `device` runs the rule's arithmetic there; `hash_inputs` (else the recipe's)
     whether the model card gives the sha256 of each input's tensors, which costs about a second per 1 GB."""
-    method, settings = check_merge(recipe.method, len(recipe.inputs), density=recipe.density, seed=recipe.seed,
-                                   weights=recipe.weights(), majority_sign_method=recipe.majority_sign_method,
-                                   common_share=recipe.common_share)
-    out_dtype = OUTPUT_DTYPES.get(dtype or recipe.dtype) if (dtype or recipe.dtype) else None
+    method, keywords = check_merge(recipe.method, len(recipe.inputs), recipe.settings, seed=recipe.seed,
+                                   weights=recipe.weights(), where="recipe")
+    dtype_name = dtype or recipe.dtype
+    out_dtype = OUTPUT_DTYPES.get(dtype_name) if dtype_name else None
     if dtype is not None and out_dtype is None:
         raise TaskarithError(f"--dtype {quote(dtype)}: not one of {', '.join(OUTPUT_DTYPES)}")
     target = compute_device(device) if device is not None else None
@@ -123,7 +123,7 @@ def merge_recipe(recipe: Recipe, folder: Path, out: Path, *, recipe_text: str, p
             writer.copy_from(base_source.files, base_source.label)  # first: a base without its config fails early
             if out_dtype is not None:
                 writer.write_text("config.json", retyped_config(base_source.files["config.json"], out_dtype))
-            _stream(recipe, method, settings, base, inputs, covered, writer, written, target, progress)
+            _stream(recipe, method, keywords, base, inputs, covered, writer, written, target, progress)
             writer.write_text("recipe.yaml", recipe_text)
             writer.write_text("README.md", model_card(recipe, method.label, inputs, recipe_text))
             return writer.finish()
@@ -143,7 +143,7 @@ def _checked(name: str, theta: torch.Tensor, covered: bool, base_label: str) -> 
     return theta
 
 
-def _stream(recipe, method, settings, base, inputs, covered, writer, written, device, progress) -> None:
+def _stream(recipe, method, keywords, base, inputs, covered, writer, written, device, progress) -> None:
     for name in sorted(set(base.names()) - set(covered)):  # copied through, in the output's dtype
         writer.add(name, _checked(name, base.get(name).to(written[name]), False, base.label))
     readers = ThreadPoolExecutor(max_workers=min(len(inputs), len(os.sched_getaffinity(0))))
@@ -168,8 +168,8 @@ def _stream(recipe, method, settings, base, inputs, covered, writer, written, de
     bar = tqdm(total=sum(len(inputs) * base.nbytes(n) for n in covered), desc="merging", unit="B", unit_scale=True,
                unit_divisor=1024, disable=not progress, leave=False)
     with bar, readers:
-        for name, tau in merged_tensors(covered, read, shape, method.rule, rule_settings(settings),
-                                        settings["seed"], device=device):
+        for name, tau in merged_tensors(covered, read, shape, loaded(method.rule), keywords, recipe.seed,
+                                        device=device):
             changed = changed or bool(tau.any())
             # θ0 read again rather than held: the stack in flight is the peak, and this keeps it alone
             theta = base.get(name).to(work(name)).add_(tau, alpha=recipe.alpha).to(written[name])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TaskarithError, quote
-from ..safety import parse_json, read_text
+from ..groundwork.errors import TaskarithError, quote
+from ..groundwork.safety import parse_json, read_text
 
 # the merge itself runs in float32 (float64 for float64 weights); these are what it may be written as
 OUTPUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -1,9 +1,9 @@
 """A merge recipe: a small validated YAML naming the base model, the inputs (task vector files or fine-tuned
-checkpoints, each with an optional weight), a data-free method with its settings, and α.
+checkpoints, each with an optional weight), a data-free method with any of its settings, and α.
 
     base: path/to/base-model          # an HF folder, or a hub id in the local cache
-    method: ties                      # any data-free method of `taskarith merges`
-    density: 0.2
+    method: ties                      # any data-free method of `taskarith methods`
+    density: 0.2                      # a setting of the method, by name (`taskarith methods` lists them)
     alpha: 1.0
     preset: full                      # what a checkpoint input contributes (extracted on the fly)
     dtype: bfloat16                   # the output's (float32, bfloat16, float16); the base's by default
@@ -21,18 +21,18 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import yaml
+from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, ValidationError, model_validator
 
-from ..errors import TaskarithError, one_line
-from ..safe_yaml import load_yaml
-from ..safety import read_text
+from ..config import MAX_ALPHA
+from ..groundwork.errors import TaskarithError, one_line
+from ..groundwork.safe_yaml import load_yaml
+from ..groundwork.safety import read_text
+from ..groundwork.strict import Strict
+from ..merging.methods import check_settings, setting_names
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
-
-
-class RecipeInput(_Strict):
+class RecipeInput(Strict):
     vector: str | None = None  # a taskarith task vector file
     checkpoint: str | None = None  # a fine-tuned HF folder of the base's architecture
     weight: float | None = None
@@ -44,19 +44,38 @@ class RecipeInput(_Strict):
         return self
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     base: str
     inputs: list[RecipeInput] = Field(min_length=1)
     method: str = "task_arithmetic"
-    alpha: float = Field(1.0, ge=-4, le=4)
+    alpha: float = Field(1.0, ge=-MAX_ALPHA, le=MAX_ALPHA)  # negative: negation
     preset: str = "full"
-    density: float = Field(0.2, gt=0, le=1)
     seed: int = Field(0, ge=0, lt=2**63)
-    majority_sign_method: Literal["total", "frequency"] = "total"
-    common_share: float = Field(0.8, ge=0, le=1)
     max_shard_bytes: int = Field(5 * 10**9, gt=0)  # save_pretrained's default shard size, 5 GB
     dtype: Literal["float32", "bfloat16", "float16"] | None = None  # the output's; the base's when not given
     hash_inputs: bool = True  # the model card gives each input's sha256, taken as the tensors are read
+    _settings: dict[str, object] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _gather_settings(cls, tree: object, validate: ModelWrapValidatorHandler["Recipe"]) -> "Recipe":
+        # a setting of any method (density: 0.2) sits beside the keys above and is kept apart, for check_settings
+        # to check against the recipe's method; any other key is refused as unknown
+        if not isinstance(tree, dict):
+            return validate(tree)
+        names = setting_names()
+        recipe = validate({k: v for k, v in tree.items() if k not in names})
+        recipe._settings = {k: v for k, v in tree.items() if k in names}
+        return recipe
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """The method's settings the recipe gives, by name."""
+        return dict(self._settings)
+
+    def text(self) -> str:
+        """The recipe as YAML, as a recipe file would give it: the keys set and the settings, without defaults."""
+        return yaml.safe_dump(self.model_dump(exclude_defaults=True) | self.settings, sort_keys=False)
 
     def weights(self) -> list[float] | None:
         given = [i.weight for i in self.inputs]
@@ -81,6 +100,7 @@ def load_recipe(path: str | os.PathLike) -> tuple[Recipe, Path]:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "recipe"
         raise TaskarithError(f"{path}: {where}: {err['msg']}") from None
+    check_settings(recipe.method, recipe.settings, str(path))
     return recipe, path.resolve().parent
 
 

@@ -12,10 +12,10 @@ from typing import Iterable
 
 import torch
 
-from ..errors import TaskarithError, quote
-from ..input_files import note_input
-from ..safety import parse_json, read_text
-from ..tensor_files import DTYPES, TensorEntry, open_regular, read_header
+from ..groundwork.errors import TaskarithError, quote
+from ..groundwork.input_files import note_input
+from ..groundwork.safety import parse_json, read_text
+from ..groundwork.tensor_files import DTYPES, TensorEntry, open_regular, read_header
 from .hub_cache import cached_snapshot
 from .recipe import recipe_path
 
@@ -71,7 +71,7 @@ class TensorFiles(contextlib.ExitStack):
     def read_into(self, name: str, out: torch.Tensor) -> torch.Tensor:
         """The tensor's bytes read straight into `out`, a contiguous tensor of its dtype and shape; returns it."""
         fd, e = self._where[name]
-        view = out.reshape(-1).view(torch.uint8).numpy()
+        view = out.reshape(-1).view(torch.uint8).numpy().data  # a memoryview: preadv fills it in place
         done = 0
         while done < len(view):  # one read returns at most about 2 GB
             count = os.preadv(fd, [view[done:]], e.start + done)

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import write_text
-from ..errors import TaskarithError, clip
-from ..lock import held_run_folder, run_lock
-from ..safety import parse_json, read_text
+from ..groundwork.atomic import write_text
+from ..groundwork.errors import TaskarithError, clip
+from ..groundwork.lock import held_run_folder, run_lock
+from ..groundwork.safety import parse_json, read_text
 from .entries import Reading, check_values
 
 SUPPORTED_SCHEMA = 1  # the "schema" of docs/results-schema.md this report understands

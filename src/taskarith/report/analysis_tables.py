@@ -17,8 +17,8 @@ def mean_abs_off_diagonal(matrix: Sequence[Sequence[float]]) -> float:
 
 def similarity_table(similarity: Mapping) -> str:
     """Both statistics, named: the signed mean (cancellations included) and the mean |cos| the claims test."""
-    rows = [[label(p), f"{similarity[p]['mean_off_diagonal']:.3f}", f"{mean_abs_off_diagonal(similarity[p]['matrix']):.3f}"]
-            for p in paradigm_names(similarity)]
+    rows = [[label(p), f"{similarity[p]['mean_off_diagonal']:.3f}",
+             f"{mean_abs_off_diagonal(similarity[p]['matrix']):.3f}"] for p in paradigm_names(similarity)]
     return table(["Paradigm", "Mean off-diagonal cos (signed)", "Mean off-diagonal |cos|"], rows)
 
 
@@ -60,6 +60,7 @@ def ablation_table(ablation: Mapping) -> str:
     for preset, e in ablation.items():
         runs = list(e["seeds"].values())  # the ablation may run fewer seeds than the paradigms
         several = len(runs) > 1
-        rows.append([preset, over_seeds([float(np.mean(list(r["individual"]["test"].values()))) for r in runs], several),
+        single = over_seeds([float(np.mean(list(r["individual"]["test"].values()))) for r in runs], several)
+        rows.append([preset, single,
                      *(over_seeds([r["addition"][k] for r in runs], several) for k in ("absolute", "normalized"))])
     return table(["Fine-tuned parameters", "Single-task (%)", "Absolute (%)", "Normalized (%)"], rows)

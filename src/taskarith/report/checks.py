@@ -31,7 +31,7 @@ def negation(results: Mapping) -> list[Claim]:
                 worst[s] = min(kept)
         if not worst:
             continue
-        seed = min(worst, key=worst.get)
+        seed = min(worst, key=worst.__getitem__)
         passed = sum(share >= keep for share, _ in worst.values())
         rows.append(Claim(f"Negation keeps the control at ≥ {100 * keep:g}% on test, {label(p)}",
                           "the protocol's rule (α chosen on validation)",
@@ -102,9 +102,10 @@ def finetune_memory(results: Mapping) -> Claim:
 
     seeds = [s for s in paradigms["attention"]["seeds"] if s in paradigms["nonlinear"]["seeds"]]
     pairs = [(peak(paradigms["attention"]["seeds"][s]), peak(paradigms["nonlinear"]["seeds"][s])) for s in seeds]
-    if not pairs or any(a is None or b is None or b == 0 for a, b in pairs):
+    measured = [(a, b) for a, b in pairs if a is not None and b is not None and b != 0]
+    if not pairs or len(measured) < len(pairs):
         return Claim(name, "—", "not recorded", "—", "—", "not measured")
-    t = paired(1 - a / b for a, b in pairs)
+    t = paired(1 - a / b for a, b in measured)
     return Claim(name, "not a claim of the paper", f"1 − ratio: {interval(t, unit='', digits=2)}",
                  test_text(t, "seeds; process peak RSS above the fine-tune's start"), "—", t.verdict)
 

@@ -10,6 +10,7 @@ holds only when both do. Table 4's parameter counts are exact, not estimates, an
 from __future__ import annotations
 
 import statistics
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 from .cost_claims import ablation, efficiency
@@ -27,12 +28,17 @@ def mean_individual(r: Mapping) -> float:
     return 100 * statistics.fmean(r["individual"]["test"].values())
 
 
+def addition_accuracy(metric: str, r: Mapping) -> float:
+    """A seed's accuracy of the task sum, in percent, by `metric` (absolute or normalized)."""
+    return 100 * r["addition"][metric]
+
+
 def table2(results: Mapping) -> list[Claim]:
     """The three pairs on absolute and normalized accuracy, one Holm family of six."""
     paradigms = results["paradigms"]
     rows = [(m, a, b) for m in ("absolute", "normalized") for a, b in PAIRS]
     present = [(m, a, b) for m, a, b in rows if a in paradigms and b in paradigms]
-    tests = holm([per_seed(paradigms, a, b, lambda r, m=m: 100 * r["addition"][m], common_seeds(results, (a, b)))
+    tests = holm([per_seed(paradigms, a, b, partial(addition_accuracy, m), common_seeds(results, (a, b)))
                   for m, a, b in present])
     found = dict(zip(present, tests))
     out = []
@@ -115,7 +121,8 @@ def robustness(results: Mapping) -> Claim:
     def area(o: str) -> list[float]:
         out = []
         for s in seeds:
-            mine, theirs = paradigms["attention"]["seeds"][s]["addition"]["curve"], paradigms[o]["seeds"][s]["addition"]["curve"]
+            mine = paradigms["attention"]["seeds"][s]["addition"]["curve"]
+            theirs = paradigms[o]["seeds"][s]["addition"]["curve"]
             alphas = [a for a in mine if a in theirs and float(a) > 0]
             out.append(100 * statistics.fmean(mine[a][f"{split}_abs"] - theirs[a][f"{split}_abs"] for a in alphas))
         return out

@@ -60,7 +60,8 @@ def step_ratio(results: Mapping, name: str, sign: int) -> Claim:
     seeds = common_seeds(results, (name, "nonlinear"))
     ratios, medians = [], True
     for s in seeds:
-        (mine, a), (theirs, b) = step_seconds(paradigms[name]["seeds"][s]), step_seconds(paradigms["nonlinear"]["seeds"][s])
+        mine, a = step_seconds(paradigms[name]["seeds"][s])
+        theirs, b = step_seconds(paradigms["nonlinear"]["seeds"][s])
         ratios.append(mine / theirs)
         medians = medians and a and b
     t = paired(sign * (r - 1) for r in ratios)

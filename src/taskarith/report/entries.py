@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..errors import TaskarithError, clip
+from ..groundwork.errors import TaskarithError, clip
 from .escape import figure_text, markdown_text
 
 MAX_DEPTH = 32  # results.json nests about ten levels; deeper is not a record of a run
@@ -35,6 +35,8 @@ class Entry(dict):
     """A JSON object of results.json that notes in its Reading the path of each key read."""
 
     __slots__ = ("path", "reading")
+    path: tuple
+    reading: Reading
 
     def __getitem__(self, key):
         self.reading.last = (*self.path, key)
@@ -59,7 +61,7 @@ class Reading:
     def for_figures(self, value: Any) -> Any:
         """A part of the Markdown copy with each string escaped for a figure instead."""
         keys = value.path if isinstance(value, Entry) else ()
-        return self._copy(value, keys, lambda text: figure_text(self.original(text)))
+        return self._copy(value, keys, lambda text: figure_text(self._originals.get(text, text)))
 
     def original(self, text: object) -> object:
         """The file's own text of a string escaped for Markdown."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import printable
+from ..groundwork.errors import printable
 
 # Markdown and HTML metacharacters; `$` opens math where Markdown renders it
 _MARKDOWN = re.compile(r"[\\`*_\[\]|~#$<>&]")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import matplotlib
 
@@ -19,14 +19,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..atomic import atomic_path  # noqa: E402
+from ..groundwork.atomic import atomic_path  # noqa: E402
 from ..paradigms import PARADIGMS, Paradigm  # noqa: E402
 from .analysis_tables import disentangle_paradigms, kernel_model_accuracy  # noqa: E402
 from .tables import label, paradigm_names  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 DPI = 150
-STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
-         "xtick.labelsize": 10, "ytick.labelsize": 10, "figure.titlesize": 13}
+STYLE: dict[RcKeyType, Any] = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+                               "xtick.labelsize": 10, "ytick.labelsize": 10, "figure.titlesize": 13}
 UNKNOWN = Paradigm("", "", linear=False, preset="")  # a paradigm no longer registered: the default style
 
 

@@ -48,8 +48,8 @@ def pooled(results: Mapping) -> str:
     pieces = results.get("pooled_from")
     if not pieces:
         return ""
-    rows = [[p["run"], ", ".join(map(str, p["seeds"])), p.get("git_commit") or "unknown", p.get("created") or tables.DASH]
-            for p in pieces]
+    rows = [[p["run"], ", ".join(map(str, p["seeds"])), p.get("git_commit") or "unknown",
+             p.get("created") or tables.DASH] for p in pieces]
     return ("\nPooled with `taskarith results pool` from the runs below; the commit above is the pooling's.\n\n"
             + tables.table(["Run", "Seeds", "Git commit", "Created"], rows, "llll"))
 
@@ -106,8 +106,8 @@ def protocol(results: Mapping) -> str:
         f" Task addition's α was a tie on validation in {ties[0]} of {ties[1]} choices (paradigm × seed); a tie "
         "goes to the smallest tied α.")
     return ("## Protocol\n\n"
-            + _rates(results, train) + f": {train['steps']} steps of batch {train['batch_size']}, AdamW with weight decay "
-            f"{train['weight_decay']:g} toward {_DECAY[train.get('decay_toward')]}, cosine "
+            + _rates(results, train) + f": {train['steps']} steps of batch {train['batch_size']}, AdamW with "
+            f"weight decay {train['weight_decay']:g} toward {_DECAY[train.get('decay_toward')]}, cosine "
             f"schedule with {train['warmup_steps']} warm-up steps, gradient clipping at {train['grad_clip']}. "
             "Every table in this report comes from this one protocol." + tie_text + "\n\n" + STATISTICS + "\n\n"
             + (tables.lr_search_table(results) + "\n" if results.get("lr_search") else "")
@@ -140,7 +140,7 @@ def timings(results: Mapping) -> str:
 def merges(results: Mapping) -> str:
     if not tables.has_merges(results):
         return ""
-    density = results.get("config", {}).get("eval", {}).get("merge_density")
+    density = tables.merge_density(results.get("config", {}).get("eval", {}))
     return ("## Merge rules\n\n"
             "Each paradigm's task vectors merged by each method, then scaled by one α chosen on validation from "
             "the method's own grid (task arithmetic: the run's α grid). Each cell gives test accuracy, absolute / "

@@ -98,6 +98,14 @@ def merge_label(name: str) -> str:
     return method.label + (TRANSDUCTIVE_MARK if method.needs == "test-inputs" else "")
 
 
+def merge_density(eval_config: Mapping) -> float | None:
+    """The share TIES and DARE keep: as the run set it, or the rule's default (older runs: eval.merge_density)."""
+    if "merge_settings" not in eval_config:
+        return eval_config.get("merge_density")
+    ties = eval_config["merge_settings"].get("ties", {})
+    return ties.get("density", MERGE_METHODS["ties"].settings["density"])
+
+
 def has_merges(results: Mapping) -> bool:
     return any(entry["summary"].get("merges") for entry in results["paradigms"].values())
 
@@ -107,7 +115,7 @@ def merge_cell(runs: Sequence[Mapping], several: bool) -> str:
     if "not_applicable" in runs[0]:
         return "n/a"
     return (f"{over_seeds([r['absolute'] for r in runs], several)} / "
-            f"{over_seeds([r['normalized'] for r in runs], several)} (α {alpha_list(r.get('alpha') for r in runs)})")
+            f"{over_seeds([r['normalized'] for r in runs], several)} (α {alpha_list(r['alpha'] for r in runs)})")
 
 
 def merges_table(results: Mapping) -> str:
@@ -231,7 +239,7 @@ def gain_table(results: Mapping, needed: float = 0.05) -> str:
     for p in paradigm_names(results["paradigms"]):
         per_task = results["paradigms"][p]["summary"]["per_task"]
         gains = {t: per_task[t]["individual"]["mean"] - pre[t] for t in per_task}
-        worst = min(gains, key=gains.get)
+        worst = min(gains, key=gains.__getitem__)
         short = [f"{t} ({100 * g:+.1f})" for t, g in gains.items() if g < needed]
         rows.append([label(p), f"{100 * gains[worst]:+.1f} ({worst})", ", ".join(short) or "none"])
     return table(["Paradigm", "Smallest gain over zero-shot, pp (task)",

@@ -4,21 +4,32 @@ its artifact under stages/analysis/ (the non-linear advantage, a subtraction of 
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from functools import partial
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 from ..analysis.advantage import nonlinear_advantage
 from ..analysis.disentangle import disentangle, pair_key, sample_evalset
 from ..analysis.efficiency import efficiency
 from ..analysis.kernel import kernel_test
 from ..analysis.similarity import similarity
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
 from ..paradigms import PARADIGMS
+from ..results_record import Analysis, ParadigmEntry
 from ..vectors import TaskVector
-from .artifacts import run_stage, stage_inputs
+from .artifacts import DISENTANGLE, EFFICIENCY, KERNEL, SIMILARITY, run_stage, stage_inputs
 from .experiment import Experiment
+from .seeds import FIRST_SEED
 
-FirstSeed = Mapping[str, Mapping[str, TaskVector]]  # paradigm -> task -> τ
+Vectors = Mapping[str, Mapping[str, TaskVector]]  # paradigm -> task -> τ
 VectorFiles = Mapping[str, Mapping[str, str]]  # paradigm -> task -> vector file, relative to the run folder
+
+
+class FirstSeed(NamedTuple):
+    """What the analyses read, in a run, under Ray and in `taskarith analyze` alike: the first seed's vectors
+    of every paradigm and their files (`plan.first_seed` finds both)."""
+
+    vectors: dict[str, dict[str, TaskVector]]
+    files: dict[str, dict[str, str]]
 
 
 def resolve_pair(exp: Experiment, pair: Sequence[str]) -> tuple[str, str]:
@@ -41,18 +52,18 @@ def _inputs(exp: Experiment, files: VectorFiles, **extra) -> dict:
                         **extra)
 
 
-def similarity_stage(exp: Experiment, first: FirstSeed, files: VectorFiles) -> dict:
-    return run_stage(exp, "analysis/similarity", _inputs(exp, files),
+def similarity_stage(exp: Experiment, first: Vectors, files: VectorFiles) -> dict:
+    return run_stage(exp, "analysis/similarity", _inputs(exp, files, reads=SIMILARITY),
                      lambda: {p: similarity(dict(v)) for p, v in first.items()})
 
 
-def efficiency_stage(exp: Experiment, first: FirstSeed, files: VectorFiles) -> dict:
-    return run_stage(exp, "analysis/efficiency", _inputs(exp, files),
+def efficiency_stage(exp: Experiment, first: Vectors, files: VectorFiles) -> dict:
+    return run_stage(exp, "analysis/efficiency", _inputs(exp, files, reads=EFFICIENCY),
                      lambda: {p: efficiency(dict(v), {t: exp.run_dir / files[p][t] for t in v})
                               for p, v in first.items()})
 
 
-def kernel_stage(exp: Experiment, first: FirstSeed, files: VectorFiles,
+def kernel_stage(exp: Experiment, first: Vectors, files: VectorFiles,
                  individual: Mapping[str, Mapping[str, float]] | None = None) -> dict:
     """The kernel test for every paradigm trained in place; `individual` maps a paradigm to its first seed's
     individual test accuracies, reused when given."""
@@ -65,10 +76,10 @@ def kernel_stage(exp: Experiment, first: FirstSeed, files: VectorFiles,
                                         (individual or {}).get(paradigm))
         return out
 
-    return run_stage(exp, "analysis/kernel", _inputs(exp, files), compute)
+    return run_stage(exp, "analysis/kernel", _inputs(exp, files, reads=KERNEL), compute)
 
 
-def disentangle_stage(exp: Experiment, first: FirstSeed, files: VectorFiles, pairs: Sequence[tuple[str, str]], *,
+def disentangle_stage(exp: Experiment, first: Vectors, files: VectorFiles, pairs: Sequence[tuple[str, str]], *,
                       grid_points: int, span: float, points: int) -> dict:
     """ξ of each pair on a seeded sample of `points` test examples per task."""
     out = {}
@@ -80,12 +91,12 @@ def disentangle_stage(exp: Experiment, first: FirstSeed, files: VectorFiles, pai
             return disentangle(exp.model, vectors, pair, evalsets, [exp.heads[t] for t in pair],
                                grid_points=grid_points, span=span, log=exp.log)
 
-        inputs = _inputs(exp, files, grid=grid_points, span=span, points=points)
+        inputs = _inputs(exp, files, reads=DISENTANGLE, grid=grid_points, span=span, points=points)
         out[pair_key(pair)] = run_stage(exp, f"analysis/disentangle/{pair_key(pair)}", inputs, compute)
     return out
 
 
-def analysis_stages(exp: Experiment, first: FirstSeed, files: VectorFiles,
+def analysis_stages(exp: Experiment, first: Vectors, files: VectorFiles,
                     individual: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Callable[[], dict]]:
     """The analyses over vectors that the config switches on, by name, each leaving its own artifact: the one
     list both the sequential run and the Ray executor work through."""
@@ -98,21 +109,29 @@ def analysis_stages(exp: Experiment, first: FirstSeed, files: VectorFiles,
     if cfg.kernel:
         stages["kernel"] = lambda: kernel_stage(exp, first, files, individual)
     for pair in (resolve_pair(exp, pair) for pair in cfg.disentangle_pairs):
-        stages[f"disentangle/{pair_key(pair)}"] = lambda pair=pair: disentangle_stage(
-            exp, first, files, [pair], grid_points=cfg.disentangle_grid, span=cfg.disentangle_range,
-            points=cfg.disentangle_points)[pair_key(pair)]
+        stages[f"disentangle/{pair_key(pair)}"] = partial(_configured_pair, exp, first, files, pair)
     return stages
 
 
-def run_analyses(exp: Experiment, first: FirstSeed, paradigms: Mapping[str, dict]) -> dict:
-    """Every analysis the config switches on, over the first seed's vectors of each paradigm."""
-    files = {p: paradigms[p]["seeds"]["0"]["vectors"] for p in first}
-    individual = {p: paradigms[p]["seeds"]["0"]["individual"]["test"] for p in first}
-    done = {}
-    for name, compute in analysis_stages(exp, first, files, individual).items():
+def _configured_pair(exp: Experiment, first: Vectors, files: VectorFiles, pair: tuple[str, str]) -> dict:
+    cfg = exp.cfg.analysis
+    return disentangle_stage(exp, first, files, [pair], grid_points=cfg.disentangle_grid, span=cfg.disentangle_range,
+                             points=cfg.disentangle_points)[pair_key(pair)]
+
+
+def run_analyses(exp: Experiment, first: FirstSeed, paradigms: Mapping[str, ParadigmEntry]) -> Analysis:
+    """Every analysis the config switches on, over the first seed's vectors of each paradigm; the kernel test
+    reuses the individual accuracies the paradigms' entries hold for that seed."""
+    individual = {p: paradigms[p]["seeds"][str(FIRST_SEED)]["individual"]["test"] for p in first.vectors}
+    done: dict[str, dict] = {}
+    for name, compute in analysis_stages(exp, first.vectors, first.files, individual).items():
         exp.log(f"analysis: {name}")
         done[name] = compute()
-    out = {name: done[name] for name in ("similarity", "efficiency") if name in done}
+    out: Analysis = {}
+    if "similarity" in done:
+        out["similarity"] = done["similarity"]
+    if "efficiency" in done:
+        out["efficiency"] = done["efficiency"]
     if "nonlinear" in paradigms:
         exp.log("analysis: non-linear advantage")
         out["advantage"] = nonlinear_advantage(paradigms)

@@ -4,21 +4,23 @@ tokenized evaluation sets, and scoring under coefficient combinations of task ve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
 from ..config import ExperimentConfig
-from ..data import TaskData, resolve_task
-from ..errors import TaskarithError
+from ..data import SplitSpec, TaskData, resolve_task
+from ..groundwork.errors import TaskarithError
 from ..evaluate import EvalSet, accuracy_table, make_evalset
 from ..models import load_model
 from ..models.base import Model
 from ..models.heads import zero_shot_head
+from ..results_record import Splits
 from ..vectors import TaskVector
 
 Log = Callable[[str], None]
-SPLITS = ("val", "test")
+Split = Literal["val", "test"]
+SPLITS: tuple[Split, ...] = ("val", "test")
 
 
 class Experiment:
@@ -48,8 +50,9 @@ class Experiment:
 
     def _load(self, entry: str, seed: int) -> TaskData:
         d = self.cfg.data
-        return resolve_task(entry, seed=seed, root=d.root, test_fraction=d.test_fraction,
-                            val_fraction=d.val_fraction, val_cap=d.val_cap, caps=dict(d.caps) or None)
+        split = SplitSpec(seed=seed, test_fraction=d.test_fraction, val_fraction=d.val_fraction, val_cap=d.val_cap,
+                          caps={part: cap for part, cap in d.caps.items()} or None)
+        return resolve_task(entry, root=d.root, split=split)
 
     def data(self, seed: int) -> dict[str, TaskData]:
         """Every task's splits for a seed: test and validation are fixed, the train cap follows the seed."""
@@ -85,6 +88,7 @@ class Experiment:
                 out[key][~zero] = row
         return out
 
-    def pretrained(self) -> dict:
-        """θ0's accuracy: {split: {task: accuracy}}."""
-        return {split: {t: self.base_accuracy(t, split) for t in self.tasks} for split in SPLITS}
+    def pretrained(self) -> Splits:
+        """θ0's accuracy on every task, on validation and on test."""
+        return {"val": {t: self.base_accuracy(t, "val") for t in self.tasks},
+                "test": {t: self.base_accuracy(t, "test") for t in self.tasks}}

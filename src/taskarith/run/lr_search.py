@@ -15,8 +15,9 @@ from typing import Mapping
 
 import numpy as np
 
+from ..results_record import LrSearch
 from .experiment import Experiment
-from .training import Unit, trained_vector
+from .finetunes import Unit, trained_vector
 
 
 def choose_lr(validation: Mapping[float, float], default: float) -> float:
@@ -26,9 +27,9 @@ def choose_lr(validation: Mapping[float, float], default: float) -> float:
     return default if default in tied else tied[0]
 
 
-def search_learning_rates(exp: Experiment) -> dict:
-    """{paradigm: {"validation": {rate: mean individual validation accuracy}, "chosen": rate}}."""
-    out = {}
+def search_learning_rates(exp: Experiment) -> dict[str, LrSearch]:
+    """Each paradigm's mean individual validation accuracy at every candidate rate, and the rate chosen."""
+    out: dict[str, LrSearch] = {}
     for paradigm in exp.cfg.paradigms:
         validation = {}
         for lr in exp.cfg.lr_search:
@@ -50,7 +51,7 @@ class RunRates:
     seconds: found once, where the candidates were trained, and handed to the rest of the run."""
 
     by_paradigm: dict[str, float]
-    record: dict | None = None
+    record: dict[str, LrSearch] | None = None
     seconds: float = 0.0
 
 

@@ -4,32 +4,35 @@ results.json, as a sequence of stages over one shared Experiment. The report is 
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
-from ..atomic import remove_temp_files, write_json
+from ..groundwork.atomic import remove_temp_files, write_json
 from ..config import EvalConfig, ExperimentConfig
-from ..errors import TaskarithError, quote
+from ..groundwork.errors import TaskarithError, quote
 from ..training.selection import select
-from ..lock import acting_for, run_lock
-from ..merging.methods import BASELINE, MERGE_METHODS
+from ..groundwork.lock import acting_for, run_lock
+from ..merging.methods import BASELINE, MERGE_METHODS, check_settings
 from ..paradigms import PARADIGMS
+from ..results_record import Analysis, EntryHead, SearchSecondsPart, SeedTimings, Timings
 from .ablation import ablation
 from .analyses import resolve_pair, run_analyses
 from .experiment import Experiment, Log
 from .lr_search import RunRates, run_rates
 from .results import results_record
 from .stages import Entry, run_entry
-from .plan import finetune_units, lr_candidates, paradigm_units
+from .plan import finetune_units, first_seed, lr_candidates, paradigm_units
 from .seeds import FIRST_SEED, seed_indices
-from .training import trained_vector
+from .finetunes import trained_vector
 from ..training.distributed import Ranks, barrier, current_ranks, from_rank0, shutdown
 
 
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, seeds: int | Sequence[int] | None = None,
-                   progress: bool = True, log: Log = print) -> Path:
-    """Run everything the config asks for and write results.json; returns its path. `seeds` is a count (seeds
-    0 to count-1) or the seed indices to run; None means the config's count."""
+                   progress: bool = True, log: Log = print) -> Path | None:
+    """Run everything the config asks for and write results.json; returns its path (None on a torchrun rank
+    other than 0). `seeds` is a count (seeds 0 to count-1) or the seed indices to run; None means the config's
+    count."""
     started = time.perf_counter()
     check_merges(cfg.eval)  # before the run folder or the model: a typo costs nothing
     indices = seed_indices(seeds, cfg.seeds)
@@ -67,8 +70,8 @@ def _quiet(_: str) -> None:
 
 
 def check_merges(cfg: EvalConfig) -> None:
-    """eval.merges names registered methods other than the plain sum, which every run scores anyway, and
-    eval.merge_alphas gives grids only to those."""
+    """eval.merges names registered methods other than the plain sum, which every run scores anyway,
+    eval.merge_alphas gives grids only to those, and eval.merge_settings holds each method's own settings."""
     others = [m for m in MERGE_METHODS if m != BASELINE]
     for name in cfg.merges:
         if name not in others:
@@ -78,6 +81,8 @@ def check_merges(cfg: EvalConfig) -> None:
         if name not in cfg.merges:
             raise TaskarithError(f"eval.merge_alphas: {quote(name)} is not one of eval.merges "
                                  f"({', '.join(cfg.merges) or 'none'})")
+    for name, given in cfg.merge_settings.items():  # any method's: an old merge_density sets three at once
+        check_settings(name, given, f"eval.merge_settings.{name}")
 
 
 def check_plan(exp: Experiment) -> None:
@@ -93,8 +98,8 @@ def check_plan(exp: Experiment) -> None:
                              f"{', '.join(exp.tasks)}")
 
 
-def run_stages(exp: Experiment, seeds: Sequence[int], started: float, rates: RunRates | None = None) -> Path:
-    """Every stage in order; `started` is when the run began (perf_counter), for its total time. `rates` are
+def run_stages(exp: Experiment, seeds: Sequence[int], started: float, found: RunRates | None = None) -> Path:
+    """Every stage in order; `started` is when the run began (perf_counter), for its total time. `found` are
     the run's learning rates where an executor has already found them. The analyses read the first seed's
     vectors, so a run without that seed (a later piece of a seed study) has none."""
     cfg = exp.cfg
@@ -102,36 +107,39 @@ def run_stages(exp: Experiment, seeds: Sequence[int], started: float, rates: Run
     exp.log(f"model {cfg.model.name}; tasks {', '.join(exp.tasks)}; paradigms {', '.join(cfg.paradigms)}; "
             f"seed(s) {_span(seeds)}")
     pretrained = exp.pretrained()
-    timings: dict = {"finetune_seconds": 0.0, "evaluate_seconds": 0.0,
-                     "per_seed": {str(s): {"finetune_seconds": 0.0, "evaluate_seconds": 0.0} for s in seeds}}
-    found = rates or run_rates(exp)
-    lr_search, rates = found.record, found.by_paradigm
-    if cfg.lr_search:
-        timings["lr_search_seconds"] = found.seconds
+    rates = found or run_rates(exp)
     entries: dict[str, Entry] = {}
     for name in cfg.paradigms:
         paradigm = PARADIGMS[name]
-        record = {"label": paradigm.label, "preset": paradigm.preset, "lr": rates[name]}
-        entries[name] = run_entry(exp, record, lambda s, name=name: paradigm_units(exp, name, s, rates),
-                                  seeds, pretrained, paradigm.label)
-        for seed, run in entries[name].runs.items():
-            for bucket in (timings, timings["per_seed"][str(seed)]):
-                bucket["finetune_seconds"] += run.finetune_seconds
-                bucket["evaluate_seconds"] += run.evaluate_seconds
+        head: EntryHead = {"label": paradigm.label, "preset": paradigm.preset, "lr": rates.by_paradigm[name]}
+        entries[name] = run_entry(exp, head, partial(paradigm_units, exp, name, rates=rates.by_paradigm), seeds,
+                                  pretrained, paradigm.label)
     paradigms = {name: entry.record for name, entry in entries.items()}
     analysed = time.perf_counter()
-    analysis = {}
+    analysis: Analysis = {}
     if FIRST_SEED in seeds:
-        first = {name: entry.runs[FIRST_SEED].vectors for name, entry in entries.items()}
-        analysis = run_analyses(exp, first, paradigms)
+        analysis = run_analyses(exp, first_seed(exp, rates.by_paradigm), paradigms)
     if exp.cfg.analysis.ablation:
         exp.log(f"analysis: ablation of {', '.join(exp.cfg.analysis.ablation)}")
         analysis["ablation"] = ablation(exp, exp.cfg.analysis.ablation, pretrained, seeds)
-    timings["analysis_seconds"] = time.perf_counter() - analysed
-    timings["total_seconds"] = time.perf_counter() - started
+    searched: SearchSecondsPart = {"lr_search_seconds": rates.seconds} if cfg.lr_search else {}
+    timings = _timings(entries.values(), seeds, searched, analysed, started)
     path = exp.run_dir / "results.json"
-    write_json(path, results_record(exp, seeds, pretrained, paradigms, lr_search, analysis, timings))
+    write_json(path, results_record(exp, seeds, pretrained, paradigms, rates.record, analysis, timings))
     return path
+
+
+def _timings(entries: Iterable[Entry], seeds: Sequence[int], searched: SearchSecondsPart, analysed: float,
+             started: float) -> Timings:
+    """Fine-tuning and evaluation seconds over the run and per seed, then the analyses' (from `analysed`)
+    and the whole run's (from `started`)."""
+    runs = [(seed, run) for entry in entries for seed, run in entry.runs.items()]
+    per_seed: dict[str, SeedTimings] = {
+        str(s): {"finetune_seconds": sum(r.finetune_seconds for seed, r in runs if seed == s),
+                 "evaluate_seconds": sum(r.evaluate_seconds for seed, r in runs if seed == s)} for s in seeds}
+    return {"finetune_seconds": sum(r.finetune_seconds for _, r in runs),
+            "evaluate_seconds": sum(r.evaluate_seconds for _, r in runs), "per_seed": per_seed, **searched,
+            "analysis_seconds": time.perf_counter() - analysed, "total_seconds": time.perf_counter() - started}
 
 
 def _span(seeds: Sequence[int]) -> str:

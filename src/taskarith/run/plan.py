@@ -1,7 +1,8 @@
 """Every fine-tune a run needs, listed before any is trained, and the first seed's vectors the analyses read.
 
 The sequential run, the ranks torchrun starts and the Ray executor all take their fine-tunes from here, so
-each trains exactly the units the others would, into the same files.
+each trains exactly the units the others would, into the same files; and they, like `taskarith analyze`,
+take the analyses' vectors from here, read back from those files.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..vectors import TaskVector
 from .ablation import ablation_units
+from .analyses import FirstSeed
 from .experiment import Experiment
-from .training import Unit, trained_vector, unit_vector_file
+from .finetunes import Unit, trained_vector, unit_vector_file
+from .seeds import FIRST_SEED
 
 
 def paradigm_units(exp: Experiment, paradigm: str, seed: int, rates: Mapping[str, float]) -> list[Unit]:
@@ -41,10 +43,10 @@ def unique(exp: Experiment, units: Iterable[Unit]) -> list[Unit]:
     return list(seen.values())
 
 
-def first_seed(exp: Experiment, rates: Mapping[str, float]) -> tuple[dict[str, dict[str, TaskVector]],
-                                                                    dict[str, dict[str, str]]]:
-    """Seed 0's vectors of every paradigm and their files relative to the run folder, as the analyses read them."""
-    units = {p: paradigm_units(exp, p, 0, rates) for p in exp.cfg.paradigms}
+def first_seed(exp: Experiment, rates: Mapping[str, float]) -> FirstSeed:
+    """The first seed's vectors of every paradigm at its rate, each trained only where it is missing, and
+    their files relative to the run folder."""
+    units = {p: paradigm_units(exp, p, FIRST_SEED, rates) for p in exp.cfg.paradigms}
     vectors = {p: {u.task: trained_vector(exp, u) for u in us} for p, us in units.items()}
     files = {p: {u.task: str(unit_vector_file(exp, u)) for u in us} for p, us in units.items()}
-    return vectors, files
+    return FirstSeed(vectors, files)

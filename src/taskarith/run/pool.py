@@ -9,11 +9,12 @@ from the run that holds the first seed, where they were computed.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, cast
 
 from ..analysis.advantage import nonlinear_advantage
 from ..config import validate
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
+from ..results_record import ParadigmEntry
 from .seeds import FIRST_SEED
 from .summary import summarize
 
@@ -61,12 +62,13 @@ def check_poolable(records: Sequence[Mapping], names: Sequence[str]) -> None:
             owner[seed] = name
 
 
-def _pool_entries(entries: Sequence[Mapping], tasks: list[str]) -> dict:
-    """One paradigm's (or ablation preset's) entries over pieces, seeds joined in seed order."""
+def _pool_entries(entries: Sequence[Mapping], tasks: list[str]) -> ParadigmEntry:
+    """One paradigm's (or ablation preset's) entries over pieces, seeds joined in seed order; the pieces were
+    written as ParadigmEntry records and checked alike, so their join is one."""
     seeds = {s: r for entry in entries for s, r in entry["seeds"].items()}
     ordered = {s: seeds[s] for s in sorted(seeds, key=int)}
     fixed = {k: v for k, v in entries[0].items() if k not in ("seeds", "summary")}
-    return {**fixed, "seeds": ordered, "summary": summarize(ordered, tasks)}
+    return cast(ParadigmEntry, {**fixed, "seeds": ordered, "summary": summarize(ordered, tasks)})
 
 
 def _pool_ablation(records: Sequence[Mapping], tasks: list[str]) -> dict:

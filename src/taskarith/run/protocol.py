@@ -3,44 +3,48 @@ other merge methods with α chosen on validation and reported on test, and negat
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..evaluate import (absolute_accuracy, choose_alpha, choose_negation_alpha, normalized_accuracy,
                         tied_alphas)
-from ..merging import MERGE_METHODS, MergeData, merge_vectors
+from ..merging.data import MergeData
+from ..merging.merge import merge_vectors
+from ..merging.methods import MERGE_METHODS, check_settings
+from ..results_record import CurvePoint, Evaluation, MergeResult, Negation, Splits, Sweep
 from ..vectors import TaskVector
-from .experiment import SPLITS, Experiment
+from .experiment import SPLITS, Experiment, Split
 
 
 def alpha_key(alpha: float) -> str:
     return f"{alpha:g}"
 
 
-def individual_accuracy(exp: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str, dict[str, float]]:
-    """{split: {task: accuracy of θ0 + τ_task on its own task}}."""
-    individual: dict[str, dict[str, float]] = {split: {} for split in SPLITS}
+def individual_accuracy(exp: Experiment, vectors: Mapping[str, TaskVector]) -> Splits:
+    """Each task's accuracy under θ0 + τ_task, on validation and on test."""
+    individual: Splits = {"val": {}, "test": {}}
     for t in exp.tasks:
         alone = exp.scores([vectors[t]], [[1.0]], [(t, "val"), (t, "test")])
-        for split in individual:
+        for split in SPLITS:
             individual[split][t] = float(alone[(t, split)][0])
     return individual
 
 
 def alpha_sweep(exp: Experiment, vectors: Sequence[TaskVector], alphas: Sequence[float],
-                individual: Mapping[str, Mapping[str, float]]) -> dict:
+                individual: Splits) -> Sweep:
     """One merged model θ0 + α Σ vectors per α; α chosen on validation, reported on test. With
     `eval.test_curve` off, test is scored at the chosen α only: the curve is validation's."""
     alphas = list(alphas)
     combos = [[a] * len(vectors) for a in alphas]
-    splits = SPLITS if exp.cfg.eval.test_curve else ("val",)
+    splits: tuple[Split, ...] = SPLITS if exp.cfg.eval.test_curve else ("val",)
     swept = exp.scores(vectors, combos, [(t, split) for split in splits for t in exp.tasks])
-    curve = {}
+    curve: dict[str, CurvePoint] = {}
     for i, a in enumerate(alphas):
-        point = {}
-        for split in splits:
-            merged = {t: float(swept[(t, split)][i]) for t in exp.tasks}
-            point[f"{split}_abs"] = absolute_accuracy(merged)
-            point[f"{split}_norm"] = normalized_accuracy(merged, individual[split])
+        merged = {split: {t: float(swept[(t, split)][i]) for t in exp.tasks} for split in splits}
+        point: CurvePoint = {"val_abs": absolute_accuracy(merged["val"]),
+                             "val_norm": normalized_accuracy(merged["val"], individual["val"])}
+        if "test" in merged:
+            point["test_abs"] = absolute_accuracy(merged["test"])
+            point["test_norm"] = normalized_accuracy(merged["test"], individual["test"])
         curve[alpha_key(a)] = point
     val_scores = [curve[alpha_key(a)]["val_norm"] for a in alphas]
     alpha = choose_alpha(alphas, val_scores)
@@ -54,21 +58,21 @@ def alpha_sweep(exp: Experiment, vectors: Sequence[TaskVector], alphas: Sequence
             "absolute": absolute_accuracy(test), "normalized": normalized_accuracy(test, individual["test"])}
 
 
-def evaluate_vectors(exp: Experiment, vectors: Mapping[str, TaskVector], seed: int = 0) -> dict:
+def evaluate_vectors(exp: Experiment, vectors: Mapping[str, TaskVector], seed: int = 0) -> Evaluation:
     """Individual accuracy, task addition (one α for the sum, on eval.alphas) and each of `eval.merges` (one α
     for the merged vector, on the method's own grid); `seed` is the run's seed index the vectors belong to."""
     alphas = exp.cfg.eval.alphas
     individual = individual_accuracy(exp, vectors)
     ordered = [vectors[t] for t in exp.tasks]
-    result = {"individual": individual,
-              "addition": alpha_sweep(exp, ordered, alphas, individual)}
+    result: Evaluation = {"individual": individual,
+                          "addition": alpha_sweep(exp, ordered, alphas, individual)}
     if exp.cfg.eval.merges:
         result["merges"] = {name: evaluate_merge(exp, ordered, name, individual, seed) for name in exp.cfg.eval.merges}
     return result
 
 
 def evaluate_merge(exp: Experiment, ordered: Sequence[TaskVector], name: str,
-                   individual: Mapping[str, Mapping[str, float]], seed: int = 0) -> dict:
+                   individual: Splits, seed: int = 0) -> MergeResult:
     """The method's merged vector scaled on its own grid (eval.merge_alphas, else the registry's), or why the
     method is not defined for these vectors' paradigm."""
     method = MERGE_METHODS[name]
@@ -78,7 +82,10 @@ def evaluate_merge(exp: Experiment, ordered: Sequence[TaskVector], name: str,
     grid = exp.cfg.eval.merge_alphas.get(name, list(method.alphas))
     merge_seed = ordered[0].meta.get("train_config", {}).get("seed", 0)
     data = merge_data(exp, seed) if method.needs != "vectors" else None
-    merged = merge_vectors(ordered, name, density=exp.cfg.eval.merge_density, seed=merge_seed, data=data)
+    # the method's own settings, of the kinds its rule takes, passed on by name
+    settings: dict[str, Any] = check_settings(name, exp.cfg.eval.merge_settings.get(name, {}),
+                                              f"eval.merge_settings.{name}")
+    merged = merge_vectors(ordered, name, seed=merge_seed, data=data, **settings)
     return alpha_sweep(exp, [merged], grid, individual)
 
 
@@ -101,7 +108,7 @@ def negation_control(exp: Experiment, target: str) -> str:
     return control
 
 
-def negate(exp: Experiment, tv: TaskVector, target: str, pretrained: Mapping[str, Mapping[str, float]]) -> dict:
+def negate(exp: Experiment, tv: TaskVector, target: str, pretrained: Splits) -> Negation:
     """Ilharco's protocol: θ0 − α τ; α lowers the target most while control keeps >= negation_keep of θ0's."""
     control = negation_control(exp, target)
     alphas = exp.cfg.eval.alphas
@@ -119,6 +126,6 @@ def negate(exp: Experiment, tv: TaskVector, target: str, pretrained: Mapping[str
     }
 
 
-def negate_each(exp: Experiment, vectors: Mapping[str, TaskVector], pretrained: Mapping) -> dict:
+def negate_each(exp: Experiment, vectors: Mapping[str, TaskVector], pretrained: Splits) -> dict[str, Negation]:
     """Every task negated in turn."""
     return {t: negate(exp, vectors[t], t, pretrained) for t in exp.tasks}

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 
-from ..errors import TaskarithError, clip, one_line, printable, quote
+from ..groundwork.errors import TaskarithError, clip, one_line, printable, quote
 
 # a cluster answers a join in a second or two; off the 5 s steps at which an abandoned join of Ray's prints
 JOIN_SECONDS = 8.0

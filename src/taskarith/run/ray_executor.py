@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..atomic import remove_temp_files
+from ..groundwork.atomic import remove_temp_files
 from ..config import ExperimentConfig, TaskRequest
-from ..errors import TaskarithError, printable
-from ..lock import acting_for, run_lock
-from ..resources import apply_process_settings, check_grantable, process_settings_applied
+from ..groundwork.errors import TaskarithError, printable
+from ..groundwork.lock import acting_for, run_lock
+from ..groundwork.resources import apply_process_settings, check_grantable, process_settings_applied
+from ..results_record import Evaluation, Negation
 from .ablation import ablation_units
 from .analyses import analysis_stages
 from .experiment import Experiment, Log
@@ -31,7 +32,7 @@ from .plan import finetune_units, first_seed, lr_candidates, paradigm_units
 from .ray_cluster import check_address, connect, show_ray_output, target_of
 from .seeds import FIRST_SEED, seed_indices
 from .stages import evaluate_stage, negate_stage, negates
-from .training import Unit, trained_vector, unit_vector_file
+from .finetunes import Unit, trained_vector, unit_vector_file
 
 
 def import_ray():
@@ -82,7 +83,8 @@ def finetune_unit(ctx: Context, unit: Unit) -> str:
     return str(unit_vector_file(exp, unit))
 
 
-def evaluate_unit(ctx: Context, kind: str, units: Sequence[Unit], *_trained: str) -> dict:
+def evaluate_unit(ctx: Context, kind: str, units: Sequence[Unit],
+                  *_trained: str) -> Evaluation | dict[str, Negation]:
     """The `evaluate` or `negate` stage of one seed of a paradigm or ablation preset."""
     exp = _experiment(ctx, ctx.cfg.resources.evaluate.num_cpus)
     with acting_for(exp.run_dir):

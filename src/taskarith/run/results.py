@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
+from ..results_record import (Analysis, LrSearch, LrSearchPart, ParadigmEntry, ResultsRecord, Splits,
+                              Timings)
 from ..version import __version__
 from .experiment import Experiment
 
@@ -24,9 +26,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def results_record(exp: Experiment, seeds: Sequence[int], pretrained: Mapping, paradigms: Mapping, lr_search: dict | None,
-                   analysis: Mapping, timings: Mapping) -> dict:
+def results_record(exp: Experiment, seeds: Sequence[int], pretrained: Splits, paradigms: dict[str, ParadigmEntry],
+                   lr_search: dict[str, LrSearch] | None, analysis: Analysis, timings: Timings) -> ResultsRecord:
     cfg = exp.cfg
+    searched: LrSearchPart = {"lr_search": lr_search} if lr_search else {}
     return {
         "schema": RESULTS_SCHEMA,
         "taskarith_version": __version__,
@@ -40,7 +43,7 @@ def results_record(exp: Experiment, seeds: Sequence[int], pretrained: Mapping, p
                   for t, d in exp.data(seeds[0]).items()},
         "pretrained": pretrained,
         "paradigms": paradigms,
-        **({"lr_search": lr_search} if lr_search else {}),
+        **searched,
         "analysis": analysis,
         "timings": timings,
     }

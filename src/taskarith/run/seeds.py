@@ -7,7 +7,7 @@ import re
 from typing import Sequence
 
 from ..config import MAX_SEEDS
-from ..errors import TaskarithError, quote
+from ..groundwork.errors import TaskarithError, quote
 
 FIRST_SEED = 0  # negation and the analyses run on this seed only, in the run that holds it
 

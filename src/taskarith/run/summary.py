@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import numpy as np
 
+from ..results_record import MeanStd, MergeResult, MergeSummary, SeedResult, Summary
 
-def _mean_std(values: list[float]) -> dict:
+
+def _mean_std(values: list[float]) -> MeanStd:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
-def summarize(seeds: dict[str, dict], tasks: list[str]) -> dict:
+def summarize(seeds: Mapping[str, SeedResult], tasks: Sequence[str]) -> Summary:
     """Mean and std over seeds of the headline numbers and per-task accuracies."""
     runs = list(seeds.values())
     return {
@@ -22,8 +26,11 @@ def summarize(seeds: dict[str, dict], tasks: list[str]) -> dict:
     }
 
 
-def _merge_summary(runs: list[dict]) -> dict:
+def _merge_summary(runs: list[MergeResult]) -> MergeSummary:
     """Mean and std over seeds of a merge method's accuracies; a method not defined for the paradigm says so."""
-    if "not_applicable" in runs[0]:
-        return {"not_applicable": runs[0]["not_applicable"]}
-    return {k: _mean_std([r[k] for r in runs]) for k in ("absolute", "normalized")}
+    first = runs[0]
+    if "not_applicable" in first:
+        return {"not_applicable": first["not_applicable"]}
+    sweeps = [r for r in runs if "not_applicable" not in r]  # every seed's: applicability is the paradigm's
+    return {"absolute": _mean_std([r["absolute"] for r in sweeps]),
+            "normalized": _mean_std([r["normalized"] for r in sweeps])}

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import save_safetensors
-from ..errors import TaskarithError
-from ..tensor_files import read_safetensors
+from ..groundwork.atomic import save_safetensors
+from ..groundwork.errors import TaskarithError, first_line
+from ..groundwork.safety import parse_json
+from ..groundwork.tensor_files import read_safetensors
 from ..vectors import FLOAT_DTYPES
 
 
@@ -37,10 +38,10 @@ def load_checkpoint(path: Path, *, trainable: dict[str, torch.Tensor], optimizer
     """Restore everything in place; returns the step to continue from."""
     tensors, header = read_safetensors(path)
     try:
-        meta = json.loads(header["checkpoint"])
+        meta = parse_json(header["checkpoint"], f"{path}: checkpoint metadata")
         step, saved_fingerprint = int(meta["step"]), meta["fingerprint"]
         param_groups, scheduler_state = meta["param_groups"], meta["scheduler"]
-    except (KeyError, TypeError, ValueError, RecursionError) as e:
+    except (TaskarithError, KeyError, TypeError, ValueError) as e:  # not JSON, a key twice, a field missing
         raise TaskarithError(f"{path}: not a taskarith training checkpoint; delete it to start over") from e
     if saved_fingerprint != fingerprint:
         raise TaskarithError(f"{path}: checkpoint belongs to another configuration; delete it to start over")
@@ -65,7 +66,6 @@ def load_checkpoint(path: Path, *, trainable: dict[str, torch.Tensor], optimizer
         scheduler.load_state_dict(scheduler_state)
         torch.set_rng_state(tensors["rng/torch"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise TaskarithError(f"{path}: damaged optimizer, scheduler or RNG state ({first}); "
+        raise TaskarithError(f"{path}: damaged optimizer, scheduler or RNG state ({first_line(e)}); "
                              f"delete it to start over") from e
     return step

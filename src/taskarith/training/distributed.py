@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 import torch.distributed as dist
 
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ def linearized(fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
                theta0: Mapping[str, torch.Tensor], tau: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """f(θ0) + J f(θ0)·τ for any fn of a parameter dict; differentiable in τ."""
     names = list(tau)
-    out, tangent = jvp(fn, ({n: theta0[n] for n in names},), ({n: tau[n] for n in names},))
+    # torch types jvp's result as a pair or (with has_aux) a triple, without an overload telling them apart
+    out, tangent = jvp(fn, ({n: theta0[n] for n in names},), ({n: tau[n] for n in names},))  # type: ignore[misc]
     return out + tangent
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: the CLI reads PRESETS without paying for torch
+    from torch import nn
 
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError, unknown
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def patterns_for(preset: str, architecture: str | None = None) -> tuple[str, ...
             raise TaskarithError(f"preset {preset!r}: invalid regex ({e})") from e
         return (pattern,)
     if preset not in PRESETS:
-        raise TaskarithError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)} or regex:PATTERN")
+        raise unknown("preset", preset, PRESETS, also=" or regex:PATTERN")
     if preset == "full":
         return (r".*",)
     tables = [ARCHITECTURES[architecture]] if architecture in ARCHITECTURES else list(ARCHITECTURES.values())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from ..paradigms import Paradigm
 from .distributed import Ranks, all_sum
 from .linearize import base_params, linearized_represent
 from .selection import Selection, select
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
 
 
 def _schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
@@ -42,6 +45,7 @@ class Trainable:
         for p in self.params.values():
             p.requires_grad_(False)
         names = self.selection.names
+        self.tensors: dict[str, torch.Tensor]  # what the optimizer trains: nn.Parameters
         if paradigm.linear:
             self.theta0 = base_params(model, names)
             self.tensors = {n: nn.Parameter(torch.zeros_like(self.theta0[n])) for n in names}
@@ -63,7 +67,8 @@ class Trainable:
         with torch.no_grad():
             tensors = list(self.tensors.values())
             torch._foreach_mul_(tensors, 1.0 - lr * weight_decay)
-            torch._foreach_add_(tensors, [self.theta0[n] for n in self.tensors], alpha=self.decay_sign * lr * weight_decay)
+            torch._foreach_add_(tensors, [self.theta0[n] for n in self.tensors],
+                                alpha=self.decay_sign * lr * weight_decay)
 
     def delta(self) -> dict[str, torch.Tensor]:
         """τ: the trained tangent for linear, θ_t − θ0 otherwise."""
@@ -101,7 +106,7 @@ class _Trained(nn.Module):
         return self._forward(batch)
 
 
-def replicate(trainable: Trainable, ranks: Ranks) -> nn.Module | None:
+def replicate(trainable: Trainable, ranks: Ranks) -> DistributedDataParallel | None:
     """The DDP replica of what `trainable` trains, or None on one rank."""
     if ranks.world == 1:
         return None
@@ -122,12 +127,13 @@ class Piece:
 
 
 def training_step(trainable: Trainable, head: torch.Tensor, pieces: Sequence[Piece], optimizer, scheduler,
-                  grad_clip: float | None, weight_decay: float = 0.0, *, replica: nn.Module | None = None,
+                  grad_clip: float | None, weight_decay: float = 0.0, *,
+                  replica: DistributedDataParallel | None = None,
                   ranks: Ranks = Ranks()) -> torch.Tensor:
     """One optimizer step over this rank's micro-batches; returns the global batch's mean loss, the same on every
     rank, checked for NaN before any update. Gradients sync across ranks on the last backward only."""
     forward = replica if replica is not None else trainable.forward
-    total = None
+    losses = []
     for i, piece in enumerate(pieces):
         last = i == len(pieces) - 1
         with replica.no_sync() if replica is not None and not last else contextlib.nullcontext():
@@ -135,7 +141,8 @@ def training_step(trainable: Trainable, head: torch.Tensor, pieces: Sequence[Pie
             if piece.scale != 1.0:
                 loss = loss * piece.scale
             loss.backward()
-        total = loss.detach() if total is None else total + loss.detach()
+        losses.append(loss.detach())
+    total = sum(losses[1:], losses[0])  # l0 + l1 + ..., in the pieces' order
     if ranks.world > 1:
         total = all_sum(total, ranks) / ranks.world
     if not torch.isfinite(total):

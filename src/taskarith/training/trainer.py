@@ -16,10 +16,10 @@ from typing import Any, Sequence
 import torch
 from ..version import __version__
 from ..config import TrainConfig
-from ..errors import TaskarithError
+from ..groundwork.errors import TaskarithError
 from ..models.base import Model
 from ..paradigms import Paradigm
-from ..resources import peak_memory
+from ..groundwork.resources import peak_memory
 from ..vectors import TaskVector
 from .batches import batch_indices
 from .checkpoint import load_checkpoint, save_checkpoint

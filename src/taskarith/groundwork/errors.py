@@ -2,7 +2,9 @@
 
 Also the helpers that keep text from a user's file harmless in a message or on the terminal."""
 
+import difflib
 import reprlib
+from typing import Iterable
 
 QUOTE_LIMIT = 200  # characters of user input a message may quote
 MESSAGE_LIMIT = 1000  # characters of a whole message on the terminal, whatever a library put in it
@@ -39,3 +41,16 @@ def printable(text: object) -> str:
 def one_line(message: str) -> str:
     """A message as one printable line of bounded length: line breaks become spaces, other controls escapes."""
     return clip(" ".join(printable(line) for line in message.splitlines()), MESSAGE_LIMIT)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (a library's may run to pages), or its type's name."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def unknown(kind: str, name: object, known: Iterable[str], also: str = "") -> TaskarithError:
+    """The error for a name not in a registry: 'unknown KIND NAME; known: …', with a close match suggested."""
+    known = list(known)
+    close = difflib.get_close_matches(str(name), known, n=1) if isinstance(name, str) else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return TaskarithError(f"unknown {kind} {quote(name)}{hint}; known: {', '.join(known)}{also}")

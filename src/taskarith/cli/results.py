@@ -10,8 +10,9 @@ from typing import List
 
 import typer
 
-from .errors import TaskarithError, printable
-from .input_files import note_input
+from .terminal import echo, warn
+from ..groundwork.errors import TaskarithError
+from ..groundwork.input_files import note_input
 
 results_app = typer.Typer(no_args_is_help=True, help="Join the results of runs.")
 
@@ -22,11 +23,11 @@ def pool(
     out: Path = typer.Option(..., help="Folder for the pooled results.json, report.md and figures."),
 ) -> None:
     """Pool the seeds of several runs of one config into one results.json and report."""
-    from .atomic import write_json
-    from .lock import run_lock
-    from .report import load_results, write_report
-    from .run.pool import differing_commits, pool_results
-    from .run.results import git_commit
+    from ..groundwork.atomic import write_json
+    from ..groundwork.lock import run_lock
+    from ..report import load_results, write_report
+    from ..run.pool import differing_commits, pool_results
+    from ..run.results import git_commit
 
     target = os.path.realpath(out)
     for run in runs:
@@ -43,10 +44,10 @@ def pool(
                              f"({type(e).__name__}: {e})") from None
     commits = differing_commits(pooled)
     if commits:
-        typer.echo(printable(f"warning: the seeds were run at {len(commits)} commits ({', '.join(c[:7] for c in commits)}); "
-                             "results.json records each seed's"), err=True)
+        warn(f"warning: the seeds were run at {len(commits)} commits ({', '.join(c[:7] for c in commits)}); "
+             "results.json records each seed's")
     with run_lock(out):
         write_json(out / "results.json", pooled)
         report = write_report(out)
-    typer.echo(printable(f"pooled seeds {', '.join(map(str, pooled['seeds']))} from {len(runs)} runs"))
-    typer.echo(printable(f"report: {report}"))
+    echo(f"pooled seeds {', '.join(map(str, pooled['seeds']))} from {len(runs)} runs")
+    echo(f"report: {report}")

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
-from .atomic import write_json
-from .config import validate
-from .errors import TaskarithError, printable
-from .lock import run_lock
-from .report import load_results, write_report
-from .run import Experiment, Unit, trained_vector
-from .run.ablation import ablation as ablation_stage
-from .run.analyses import disentangle_stage, efficiency_stage, kernel_stage, resolve_pair, similarity_stage
-from .run.training import unit_vector_file
+from .terminal import echo, start_computing
+from ..groundwork.atomic import write_json
+from ..config import validate
+from ..groundwork.errors import TaskarithError
+from ..groundwork.lock import run_lock
+
+if TYPE_CHECKING:
+    from ..run.analyses import FirstSeed
 
 analyze_app = typer.Typer(no_args_is_help=True,
                           help="Compute one analysis on a finished run and merge it into its results.json.")
@@ -25,14 +24,12 @@ analyze_app = typer.Typer(no_args_is_help=True,
 RUN_DIR = typer.Argument(..., help="A run folder holding results.json.")
 
 
-def _log(text: object) -> None:
-    typer.echo(printable(text))  # names and paths come from results.json: control characters are shown escaped
-
-
 class _Run:
     """A finished run: its results.json and the Experiment rebuilt from the config recorded there."""
 
     def __init__(self, run_dir: Path):
+        from ..report import load_results
+
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "results.json"
         if not self.path.is_file():
@@ -43,23 +40,26 @@ class _Run:
         self.results = load_results(self.path)
         if "config" not in self.results:
             raise TaskarithError(f"{self.path}: no recorded config")
-        self.exp = Experiment(validate(self.results["config"], f"{self.path}: config"), self.run_dir, log=_log)
+        cfg = validate(self.results["config"], f"{self.path}: config")
+        start_computing()  # a missing or broken results.json fails before torch is imported
+        from ..run import Experiment
 
-    def first_seed(self) -> tuple[dict, dict]:
-        """The run's vectors of seed 0 for every paradigm of its config (trained only if missing), and their
-        files relative to the run folder."""
-        exp = self.exp
-        units = {p: [Unit(0, p, t, lr=self._rate(p)) for t in exp.tasks] for p in exp.cfg.paradigms}
-        vectors = {p: {u.task: trained_vector(exp, u) for u in us} for p, us in units.items()}
-        files = {p: {u.task: str(unit_vector_file(exp, u)) for u in us} for p, us in units.items()}
-        return vectors, files
+        self.exp = Experiment(cfg, self.run_dir, log=echo)
 
-    def _rate(self, paradigm: str) -> float | None:
-        """The rate the run trained the paradigm at (its lr_search choice), None for train.lr."""
-        return self.results.get("paradigms", {}).get(paradigm, {}).get("lr")
+    def first_seed(self) -> FirstSeed:
+        """The first seed's vectors of every paradigm of the run's config (each trained only if missing) and their
+        files, found as the run's own analyses find them: at the rate each paradigm's entry records (lr_search's
+        choice), or train.lr in a run from before lr_search."""
+        from ..run.plan import first_seed
+
+        recorded = self.results.get("paradigms", {})
+        cfg = self.exp.cfg
+        return first_seed(self.exp, {p: recorded.get(p, {}).get("lr", cfg.train.lr) for p in cfg.paradigms})
 
     def save(self, key: str, value: dict, merge: bool = False) -> None:
         """Store results["analysis"][key] (merged entry by entry with `merge`), then redraw the report."""
+        from ..report import write_report
+
         analysis = self.results.setdefault("analysis", {})
         if merge:
             analysis.setdefault(key, {}).update(value)
@@ -67,14 +67,16 @@ class _Run:
             analysis[key] = value
         write_json(self.path, self.results)
         self._lock.close()
-        _log(f"results: {self.path}")
-        _log(f"report:  {write_report(self.run_dir)}")
+        echo(f"results: {self.path}")
+        echo(f"report:  {write_report(self.run_dir)}")
 
 
 @analyze_app.command()
 def kernel(run_dir: Path = RUN_DIR) -> None:
     """Kernel behaviour: accuracy of the post-hoc linearized model vs the fine-tuned one."""
-    run = _Run(run_dir)
+    run = _Run(run_dir)  # a missing or broken results.json fails before the stages import torch
+    from ..run.analyses import kernel_stage
+
     run.save("kernel", kernel_stage(run.exp, *run.first_seed()))
 
 
@@ -97,6 +99,8 @@ def disentangle(
     if span is not None and span <= 0:
         raise TaskarithError(f"--range must be positive, got {span:g}")
     run = _Run(run_dir)
+    from ..run.analyses import disentangle_stage, resolve_pair
+
     cfg = run.exp.cfg.analysis
     pairs = [resolve_pair(run.exp, _parse_pair(p)) for p in pair] or [resolve_pair(run.exp, p)
                                                                       for p in cfg.disentangle_pairs]
@@ -111,6 +115,8 @@ def disentangle(
 def similarity(run_dir: Path = RUN_DIR) -> None:
     """Cosine similarity between the task vectors of each paradigm."""
     run = _Run(run_dir)
+    from ..run.analyses import similarity_stage
+
     if len(run.exp.tasks) < 2:
         raise TaskarithError("similarity needs at least two tasks")
     run.save("similarity", similarity_stage(run.exp, *run.first_seed()))
@@ -120,6 +126,8 @@ def similarity(run_dir: Path = RUN_DIR) -> None:
 def efficiency(run_dir: Path = RUN_DIR) -> None:
     """Trainable parameters, time and memory of each paradigm's fine-tuning."""
     run = _Run(run_dir)
+    from ..run.analyses import efficiency_stage
+
     paradigms = run.results.get("paradigms", {})
     missing = [p for p in run.exp.cfg.paradigms if p not in paradigms]
     if missing:
@@ -135,6 +143,8 @@ def ablation(
 ) -> None:
     """Fine-tune every task with each preset and evaluate the merged model (Table 5)."""
     run = _Run(run_dir)
+    from ..run.ablation import ablation as ablation_stage
+
     presets = list(preset) or list(run.exp.cfg.analysis.ablation)
     if not presets:
         raise TaskarithError("no preset: pass --preset or set analysis.ablation")

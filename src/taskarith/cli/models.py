@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import typer
-
-from .archives import ARCHIVES
+from .terminal import echo
+from ..groundwork.archives import ARCHIVES
 
 
 def _archive_lines(key: str) -> list[str]:
@@ -17,15 +16,15 @@ def _archive_lines(key: str) -> list[str]:
 
 def models() -> None:
     """List the embedded models (usable as model.name or --model) with their sizes and sources."""
-    from . import fetch
-    from .models.embedded import EMBEDDED_MODELS
-    from .models.text_encoder import EMBEDDED_MODEL
+    from ..groundwork import fetch
+    from ..models.embedded import EMBEDDED_MODELS
+    from ..models.text_encoder import EMBEDDED_MODEL
 
     for model in EMBEDDED_MODELS.values():
         default = " (the default)" if model.name == EMBEDDED_MODEL else ""
         extracted = fetch.cache_dir() / "extracted" / ARCHIVES[model.archive].filename / model.folder.strip("/")
         fetched = "fetched" if (extracted / ".complete").exists() else "fetched on first use"
-        typer.echo(f"{model.name}: {model.size}{default}")
-        typer.echo(f"  source: {model.source}, {model.license}; {fetched}")
+        echo(f"{model.name}: {model.size}{default}")
+        echo(f"  source: {model.source}, {model.license}; {fetched}")
         for line in _archive_lines(model.archive):
-            typer.echo(line)
+            echo(line)

@@ -37,7 +37,7 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def note_input(path: str | os.PathLike) -> None:
+def note_input(path: str | os.PathLike[str]) -> None:
     """Record a file read as input, or every regular file directly inside a folder read as one (a model's
     weights, config and tokenizer). Links are not followed: a write never goes through one anyway."""
     noted = _inputs.get()
@@ -55,7 +55,7 @@ def note_input(path: str | os.PathLike) -> None:
                     noted.add(_identity(entry.stat(follow_symlinks=False)))
 
 
-def check_not_input(path: str | os.PathLike) -> None:
+def check_not_input(path: str | os.PathLike[str]) -> None:
     """Refuse to write `path` when it is (a link to, or another name of) a file this command reads."""
     noted = _inputs.get()
     if not noted:

@@ -41,8 +41,8 @@ def check_grantable(requests: Mapping[str, Mapping[str, float | None]], nodes: S
         wanted = {_RAY_RESOURCES[field][0]: value for field, value in asked.items()}
         if not any(all(node.get(key, 0) >= value for key, value in wanted.items()) for node in nodes):
             shapes = sorted({", ".join(f"{_amount(node.get(key, 0))} {key}" for key in wanted) for node in nodes})
-            request = ", ".join(f"{field} = {_amount(value)}" for field, value in asked.items())
-            raise TaskarithError(f"resources.{kind}: {request} fit no single node of the Ray cluster (its nodes "
+            settings = ", ".join(f"{field} = {_amount(value)}" for field, value in asked.items())
+            raise TaskarithError(f"resources.{kind}: {settings} fit no single node of the Ray cluster (its nodes "
                                  f"have {'; '.join(shapes)})")
 
 

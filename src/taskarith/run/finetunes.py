@@ -13,7 +13,7 @@ from pathlib import Path
 from ..training.distributed import current_ranks
 from ..training.trainer import TrainingJob, finetune
 from ..paradigms import resolve_paradigm
-from ..safety import check_name, is_plain_name
+from ..groundwork.safety import check_name, is_plain_name
 from ..vectors import TaskVector
 from .experiment import Experiment
 
@@ -30,23 +30,34 @@ class Unit:
     lr: float | None = None
 
 
-def vector_path(seed: int, paradigm: str, task: str, preset: str | None = None, lr: float | None = None) -> Path:
-    """Where a run keeps a task vector, relative to the run folder; every part is a plain name.
-
-    `lr` is given for a rate other than train.lr (an lr_search candidate), which gets a folder of its own."""
+def vector_label(paradigm: str, preset: str | None = None, lr: float | None = None) -> str:
+    """The folder a paradigm's vectors live in, a plain name: `preset` replaces the paradigm's own (the
+    ablation), `lr` replaces train.lr (an lr_search rate), each getting a folder of its own."""
     label = paradigm if preset is None else f"{paradigm}-{preset}"
-    if not is_plain_name(label):
+    if preset is not None and not is_plain_name(label):
         # a regex:PATTERN preset may hold "/" or "..": its folder is named by a digest instead
         label = f"{paradigm}-regex-{hashlib.sha256(preset.encode()).hexdigest()[:16]}"
-    if lr is not None:
-        label = f"{label}-lr{lr:g}"
+    return label if lr is None else f"{label}-lr{lr:g}"
+
+
+def _vector_file(seed: int, label: str, task: str) -> Path:
     return Path("vectors") / f"seed{seed}" / label / check_name(task, "task name") / "vector.safetensors"
 
 
+def vector_path(seed: int, paradigm: str, task: str, preset: str | None = None, lr: float | None = None) -> Path:
+    """Where a run keeps a task vector, relative to the run folder; every part is a plain name."""
+    return _vector_file(seed, vector_label(paradigm, preset, lr), task)
+
+
+def unit_label(exp: Experiment, unit: Unit) -> str:
+    """The unit's folder name, which its vector and its seed's stage artifacts share; train.lr's vectors keep
+    the plain name."""
+    return vector_label(unit.paradigm, unit.preset, None if unit.lr in (None, exp.cfg.train.lr) else unit.lr)
+
+
 def unit_vector_file(exp: Experiment, unit: Unit) -> Path:
-    """The unit's vector path relative to the run folder; train.lr's vectors keep the plain layout."""
-    lr = None if unit.lr in (None, exp.cfg.train.lr) else unit.lr
-    return vector_path(unit.seed, unit.paradigm, unit.task, unit.preset, lr)
+    """The unit's vector path relative to the run folder."""
+    return _vector_file(unit.seed, unit_label(exp, unit), unit.task)
 
 
 def trained_vector(exp: Experiment, unit: Unit) -> TaskVector:
