@@ -5,7 +5,7 @@ TASKARITH := $(VENV)/bin/taskarith
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all bench bench-export clean
+.PHONY: install lint demo test test-all bench bench-export clean
 
 # torch first, pinned to the CPU wheel, so pip never pulls a CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -19,14 +19,17 @@ install: $(VENV)/.installed
 demo: install
 	$(TASKARITH) run configs/demo.yaml
 
-# The integration tests read the real embedded model and corpora from the cache; fetch them first.
-test: install
+# The package's lint and types, checked before any test.
+lint: install
 	$(VENV)/bin/ruff check src
 	$(VENV)/bin/mypy src/taskarith
+
+# The integration tests read the real embedded model and corpora from the cache; fetch them first.
+test: lint
 	-$(TASKARITH) data fetch
 	$(PY) -m pytest
 
-test-all: install
+test-all: lint
 	-$(TASKARITH) data fetch
 	$(PY) -m pytest -m ""
 

@@ -14,6 +14,7 @@ import taskarith.run.artifacts as artifacts
 from taskarith.config import ExperimentConfig
 from taskarith.run import run_experiment
 from taskarith.run.artifacts import STAGES, StageReads
+import taskarith.run.code_closure as code_closure
 from taskarith.run.code_closure import PACKAGE, closure, code_digest
 
 QUIET = {"progress": False, "log": lambda *_: None}
@@ -23,9 +24,14 @@ READS = {name: value for name, value in vars(artifacts).items() if isinstance(va
 @pytest.fixture(autouse=True)
 def fresh_digests():
     """Digests are cached per process: each test reads the source as it patches it."""
-    code_digest.cache_clear()
+    _forget_the_source()
     yield
-    code_digest.cache_clear()
+    _forget_the_source()
+
+
+def _forget_the_source() -> None:
+    for cached in (code_digest, code_closure.imports_of, code_closure._source):
+        cached.cache_clear()
 
 
 def _computed(monkeypatch, run: Path) -> list[str]:
@@ -48,7 +54,7 @@ def _edit(monkeypatch, module: str) -> None:
     assert target.is_file()
     monkeypatch.setattr(Path, "read_bytes",
                         lambda self: real(self) + (b"\n# edited\n" if self.resolve() == target else b""))
-    code_digest.cache_clear()
+    _forget_the_source()
 
 
 def _artifacts(run: Path) -> dict[str, tuple[int, bytes]]:

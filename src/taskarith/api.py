@@ -25,7 +25,7 @@ from .groundwork.errors import TaskarithError, unknown
 from .groundwork.lock import run_lock
 from .extraction import extract_vector, load_weights
 from .merging.merge import check_merge, merge_vectors
-from .merging.methods import check_settings, setting_names
+from .merging.methods import setting_names
 from .models import load_model as _load_configured
 from .models.base import Model
 from .models.heads import zero_shot_head
@@ -82,11 +82,10 @@ def export(base: str | os.PathLike, vectors: Sequence[str | os.PathLike], out: s
     paths = as_list("export", "vectors", vectors, as_path, "paths")
     recipe = validated(Recipe, {"base": str(base), "method": method, "alpha": alpha, "dtype": dtype, **settings,
                                 "inputs": [{"vector": str(v)} for v in paths]}, "export")
-    check_settings(recipe.method, recipe.settings, "export")
     text = recipe.text()
     if device is not None:
         as_str("export", "device", device)
-    return merge_recipe(recipe, Path.cwd(), out, recipe_text=text, device=device)
+    return merge_recipe(recipe, Path.cwd(), out, recipe_text=text, device=device, where="export")
 
 
 def finetune(model: Model, task: str, paradigm: str = "attention", *, out: str | os.PathLike | None = None,

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_va
 
 from .groundwork.errors import QUOTE_LIMIT, TaskarithError, clip, first_line, quote
 from .paradigms import PARADIGMS
-from .groundwork.safe_yaml import load_yaml
+from .groundwork.safe_yaml import load_yaml, load_yaml_value
 from .groundwork.safety import PLAIN_NAME_RULE, is_plain_name, read_regular
 from .groundwork.strict import Strict as _Strict, moved
 
@@ -212,11 +212,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise TaskarithError(f"override {quote(text)}: expected KEY.PATH=VALUE")
     key, raw = text.split("=", 1)
-    try:
-        return key.strip(), load_yaml(raw)
-    # the parser recurses once per nesting level; an integer of over 4,300 digits is a ValueError
-    except (yaml.YAMLError, RecursionError, ValueError) as e:
-        raise TaskarithError(f"override {quote(text)}: value is not valid YAML ({clip(first_line(e))})") from e
+    return key.strip(), load_yaml_value(raw, f"override {quote(text)}")
 
 
 def _dotted_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -51,8 +51,7 @@ def vector_merge(
 def _settings(items: List[str]) -> dict[str, Any]:
     """--setting NAME=VALUE as {name: value}, each value read as YAML (0.2 a number, total a str): of any kind,
     for the method's own check to judge."""
-    from ..groundwork.errors import first_line
-    from ..groundwork.safe_yaml import load_yaml
+    from ..groundwork.safe_yaml import load_yaml_value
 
     settings: dict[str, Any] = {}
     for item in items:
@@ -62,10 +61,7 @@ def _settings(items: List[str]) -> dict[str, Any]:
             raise TaskarithError(f"--setting {quote(item)}: expected NAME=VALUE, e.g. density=0.2")
         if name in settings:
             raise TaskarithError(f"--setting {quote(name)} is given twice")
-        try:
-            settings[name] = load_yaml(text)
-        except Exception as e:  # the safe loader raises several YAML error types
-            raise TaskarithError(f"--setting {quote(item)}: the value is not valid YAML ({first_line(e)})") from None
+        settings[name] = load_yaml_value(text, f"--setting {quote(item)}")
     return settings
 
 

@@ -210,15 +210,8 @@ def load_hedge() -> Corpus:
 
 
 LOADERS: dict[str, Callable[[], Corpus]] = {
-    "bbc": load_bbc,
-    "tweets": load_tweets,
-    "mr": load_mr,
-    "subj": load_subj,
-    "trec": load_trec,
-    "sms": load_sms,
-    "20ng": load_20ng,
-    "hedge": load_hedge,
-}
+    "bbc": load_bbc, "tweets": load_tweets, "mr": load_mr, "subj": load_subj, "trec": load_trec, "sms": load_sms,
+    "20ng": load_20ng, "hedge": load_hedge}
 
 
 # ---- cache ---------------------------------------------------------------------------------------
@@ -227,12 +220,21 @@ def cache_path(task: str) -> Path:
     return fetch.cache_dir() / "corpora" / f"{task}.json.gz"
 
 
+def _stamp(task: str) -> dict:
+    """What every cached file of the task holds, and must match to be current: the format and the classes."""
+    return {"format": FORMAT, "classes": list(RAW_CLASSES[task])}
+
+
+def _current(payload: dict, task: str) -> bool:
+    return {key: payload[key] for key in ("format", "classes")} == _stamp(task)
+
+
 def read_cache(task: str) -> Corpus | None:
     """The cached corpus, or None when it is missing, unreadable or from another format version."""
     path = cache_path(task)
     try:
         payload = parse_json(gzip.decompress(read_regular(path)).decode("utf-8"), str(path))
-        if payload["format"] != FORMAT or payload["classes"] != list(RAW_CLASSES[task]):
+        if not _current(payload, task):
             return None
         return Corpus(payload["texts"], payload["labels"], payload["test_texts"], payload["test_labels"])
     except (TaskarithError, OSError, EOFError, zlib.error, ValueError, KeyError, TypeError):
@@ -251,7 +253,7 @@ def shape_of(corpus: Corpus) -> CorpusShape:
     return CorpusShape(corpus.labels, None if corpus.test_texts is None else len(corpus.test_texts))
 
 
-def _shape_path(task: str) -> Path:
+def _shape_path(task: str) -> Path:  # beside the cache, so that one cache folder holds both
     return cache_path(task).with_name(f"{task}.shape.json")
 
 
@@ -260,7 +262,7 @@ def read_shape(task: str) -> CorpusShape | None:
     path = _shape_path(task)
     try:
         payload = parse_json(read_regular(path).decode("utf-8"), str(path))
-        if payload["format"] != FORMAT or payload["classes"] != list(RAW_CLASSES[task]):
+        if not _current(payload, task):
             return None
         return CorpusShape([int(label) for label in payload["labels"]],
                            None if payload["test_count"] is None else int(payload["test_count"]))
@@ -269,8 +271,8 @@ def read_shape(task: str) -> CorpusShape | None:
 
 
 def _write_cache(task: str, corpus: Corpus) -> None:
-    payload = {"format": FORMAT, "task": task, "classes": list(RAW_CLASSES[task]), "texts": corpus.texts,
-               "labels": corpus.labels, "test_texts": corpus.test_texts, "test_labels": corpus.test_labels}
+    payload = {**_stamp(task), "task": task, "texts": corpus.texts, "labels": corpus.labels,
+               "test_texts": corpus.test_texts, "test_labels": corpus.test_labels}
     data = gzip.compress(json.dumps(payload, ensure_ascii=False).encode("utf-8"), compresslevel=6, mtime=0)
     atomic.write_bytes(cache_path(task), data)
     write_shape(task, corpus)
@@ -278,8 +280,7 @@ def _write_cache(task: str, corpus: Corpus) -> None:
 
 def write_shape(task: str, corpus: Corpus) -> None:
     """Keep the corpus's shape beside its cache, for listings that need no texts."""
-    shape = {"format": FORMAT, "classes": list(RAW_CLASSES[task]), "labels": corpus.labels,
-             "test_count": shape_of(corpus).test_count}
+    shape = {**_stamp(task), "labels": corpus.labels, "test_count": shape_of(corpus).test_count}
     atomic.write_bytes(_shape_path(task), json.dumps(shape).encode("utf-8"))
 
 
@@ -288,8 +289,11 @@ def load_corpus(task: str) -> Corpus:
     if task not in LOADERS:
         raise unknown("task", task, LOADERS)
     cached = read_cache(task)
-    if cached is not None:
-        return cached
+    return cached if cached is not None else parse_and_cache(task)
+
+
+def parse_and_cache(task: str) -> Corpus:
+    """The corpus parsed from its archive, then cached with its shape."""
     corpus = LOADERS[task]()
     _write_cache(task, corpus)
     return corpus

@@ -185,7 +185,7 @@ def _available_sizes(name: str, test_fraction: float = 0.2) -> tuple[int | None,
         if corpus is None and not _archive_present(TASKS[name].archive):
             return None, None
         if corpus is None:
-            corpus = corpora.load_corpus(name)
+            corpus = corpora.parse_and_cache(name)
         else:
             corpora.write_shape(name, corpus)
         shape = corpora.shape_of(corpus)

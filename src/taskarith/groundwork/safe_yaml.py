@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .errors import quote
+from .errors import TaskarithError, clip, first_line, quote
 
 
 class _Loader(yaml.SafeLoader):
@@ -46,3 +46,14 @@ _Loader.add_implicit_resolver(
 def load_yaml(text: str) -> Any:
     """The YAML document in `text`, read with the safe loader below."""
     return yaml.load(text, Loader=_Loader)
+
+
+def load_yaml_value(text: str, where: str) -> Any:
+    """One value written as YAML on a command line (0.2 a number, total a string), or a one-line
+    TaskarithError: "WHERE: the value is not valid YAML (why)"."""
+    try:
+        return load_yaml(text)
+    # the parser recurses once per nesting level; an integer of over 4,300 digits is a ValueError
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise TaskarithError(f"{where}: the value is not valid YAML ({clip(first_line(e))})") from None
+

@@ -7,11 +7,10 @@ NAMED: any finite number (float), a range of numbers, or a Literal of the values
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Annotated, Literal, get_args, get_origin
 
+from ..groundwork.arguments import as_number
 from ..groundwork.errors import TaskarithError, quote
 
 
@@ -48,20 +47,12 @@ def checked(kind: object, where: str, name: str, value: object) -> object:
         if value not in get_args(base):
             raise TaskarithError(f"{where}: {name} must be one of {', '.join(get_args(base))}, got {quote(value)}")
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise SettingTypeError(f"{where}: {name} must be a number, not {type(value).__name__}")
-    value = _finite(where, name, value)
+    try:
+        value = as_number(where, name, value)
+    except TypeError as e:  # only the wrong type: a TaskarithError (not finite) is no TypeError
+        raise SettingTypeError(str(e)) from None
     for interval in bounds:
         if value not in interval:
             raise TaskarithError(f"{where}: {name} must lie in {interval}, got {quote(value)}")
     return value
 
-
-def _finite(where: str, name: str, value: numbers.Real) -> float:
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond any float
-        number = math.inf
-    if not math.isfinite(number):
-        raise TaskarithError(f"{where}: {name} must be a finite number, got {quote(value)}")
-    return number

@@ -108,14 +108,6 @@ def merge_method(name: str) -> MergeMethod:
     return MERGE_METHODS[name]
 
 
-def data_free(name: str) -> MergeMethod:
-    """The method, which must merge from task vectors alone."""
-    method = merge_method(name)
-    if method.needs != "vectors":
-        raise needs_data(method)
-    return method
-
-
 def needs_data(method: MergeMethod) -> TaskarithError:
     """The error for a method that reads data, asked to merge from task vectors alone."""
     return TaskarithError(f"{method.name} needs {NEEDS[method.needs]}, so it cannot merge from task vectors alone")

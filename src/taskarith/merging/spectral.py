@@ -103,9 +103,8 @@ def _side_by_side(stack: torch.Tensor, decompose) -> Triplets:
     """`decompose` applied to each task's matrix in turn, the per-task triplets U_t [out, k], S_t [k], Vᴴ_t [k, in]
     laid side by side: [out, T·k], [T·k], [T·k, in]. One SVD's workspace at a time, where a batched call would
     hold every task's full U at once (gigabytes for an LLM's embedding)."""
-    parts = [tuple(x.contiguous() for x in decompose(task)) for task in stack]  # contiguous: the rest of U is freed
-    us, ss, vhs = zip(*parts)
-    del parts
+    # contiguous: the rest of each task's U is freed as soon as it is made
+    us, ss, vhs = zip(*[tuple(x.contiguous() for x in decompose(task)) for task in stack])
     return torch.cat(us, dim=1), torch.cat(ss), torch.cat(vhs)
 
 

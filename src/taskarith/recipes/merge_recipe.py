@@ -95,12 +95,14 @@ def _check_inputs(inputs: list[_Input], base: TensorFiles, covered: list[str]) -
 
 
 def merge_recipe(recipe: Recipe, folder: Path, out: Path, *, recipe_text: str, progress: bool = False,
-                 dtype: str | None = None, device: str | None = None, hash_inputs: bool | None = None) -> Path:
+                 dtype: str | None = None, device: str | None = None, hash_inputs: bool | None = None,
+                 where: str = "recipe") -> Path:
     """Merge as the recipe says and write the HF folder `out`; returns it. `dtype` (else the recipe's, else
     the base's) is the output's; `device` runs the rule's arithmetic there; `hash_inputs` (else the recipe's)
-    whether the model card gives the sha256 of each input's tensors, which costs about a second per 1 GB."""
+    whether the model card gives the sha256 of each input's tensors, which costs about a second per 1 GB;
+    `where` names the recipe's source in an error."""
     method, keywords = check_merge(recipe.method, len(recipe.inputs), recipe.settings, seed=recipe.seed,
-                                   weights=recipe.weights(), where="recipe")
+                                   weights=recipe.weights(), where=where)
     dtype_name = dtype or recipe.dtype
     out_dtype = OUTPUT_DTYPES.get(dtype_name) if dtype_name else None
     if dtype is not None and out_dtype is None:

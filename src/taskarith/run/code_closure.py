@@ -24,13 +24,19 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
+@functools.cache
+def _source(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+@functools.cache
+def imports_of(path: Path) -> frozenset[str]:
     """Every taskarith name `path` imports, at any depth of the file: modules, and for `from M import a` both
     M and M.a (a may be a submodule or a name defined in M)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_bytes())):
+    for node in ast.walk(ast.parse(_source(path))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("taskarith")}
         elif isinstance(node, ast.ImportFrom):
@@ -41,7 +47,7 @@ def imports_of(path: Path) -> set[str]:
                 continue
             # `from . import fetch`: the names are the modules imported, the package is the importer's own
             found |= {f"{target}.{a.name}" for a in node.names} | ({target} if node.module else set())
-    return found - {name}
+    return frozenset(found - {name})
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,5 +80,5 @@ def code_digest(roots: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     for name in sorted(closure(roots)):
         path = modules()[name]
-        h.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + _source(path) + b"\0")
     return h.hexdigest()

@@ -9,7 +9,7 @@ from ..evaluate import (absolute_accuracy, choose_alpha, choose_negation_alpha, 
                         tied_alphas)
 from ..merging.data import MergeData
 from ..merging.merge import merge_vectors
-from ..merging.methods import MERGE_METHODS, check_settings
+from ..merging.methods import MERGE_METHODS
 from ..results_record import CurvePoint, Evaluation, MergeResult, Negation, Splits, Sweep
 from ..vectors import TaskVector
 from .experiment import SPLITS, Experiment, Split
@@ -82,9 +82,8 @@ def evaluate_merge(exp: Experiment, ordered: Sequence[TaskVector], name: str,
     grid = exp.cfg.eval.merge_alphas.get(name, list(method.alphas))
     merge_seed = ordered[0].meta.get("train_config", {}).get("seed", 0)
     data = merge_data(exp, seed) if method.needs != "vectors" else None
-    # the method's own settings, of the kinds its rule takes, passed on by name
-    settings: dict[str, Any] = check_settings(name, exp.cfg.eval.merge_settings.get(name, {}),
-                                              f"eval.merge_settings.{name}")
+    # the method's own settings by name, checked with the config before the run began (pipeline.check_merges)
+    settings: dict[str, Any] = dict(exp.cfg.eval.merge_settings.get(name, {}))
     merged = merge_vectors(ordered, name, seed=merge_seed, data=data, **settings)
     return alpha_sweep(exp, [merged], grid, individual)
 

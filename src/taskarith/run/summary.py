@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, cast
 
 import numpy as np
 
-from ..results_record import MeanStd, MergeResult, MergeSummary, SeedResult, Summary
+from ..results_record import MeanStd, MergeResult, MergeSummary, SeedResult, Summary, Sweep
 
 
 def _mean_std(values: list[float]) -> MeanStd:
@@ -31,6 +31,6 @@ def _merge_summary(runs: list[MergeResult]) -> MergeSummary:
     first = runs[0]
     if "not_applicable" in first:
         return {"not_applicable": first["not_applicable"]}
-    sweeps = [r for r in runs if "not_applicable" not in r]  # every seed's: applicability is the paradigm's
+    sweeps = cast(list[Sweep], runs)  # every seed's: applicability is the paradigm's
     return {"absolute": _mean_std([r["absolute"] for r in sweeps]),
             "normalized": _mean_std([r["normalized"] for r in sweeps])}
